@@ -1,0 +1,290 @@
+"""The Python API: what the CLI calls, and what users call from their own code.
+
+    from vllm_compile import api
+    plan = api.plan_profile(api.load_profile_dict({...}))      # one deployment, in memory
+    result = api.compile_paths(["profiles/"])                  # the whole job: lock + artifacts in out/
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .diagnostics import Diagnostic, DiagnosticError, ExitCode
+from .facts.model_facts import ModelFacts
+from .lock import LOCK_FILE, build_lock, dump_lock, inputs_sha256, locked_model, read_lock
+from .plan import Plan, Resolved
+from .profile.loader import LoadedProfile, is_base, load_profile, profile_from_dict
+from .profile.v1 import Profile
+from .resolve import ResolveError, resolve
+from .write import Change, apply_changes, pending_changes, remove_tree
+
+PROFILE_SUFFIXES = (".yaml", ".yml")
+
+
+# --- one deployment ------------------------------------------------------------------------------
+
+
+def load_profile_dict(data: dict[str, Any]) -> Profile:
+    """Validate an in-memory profile exactly like a file (raises DiagnosticError)."""
+    return profile_from_dict(data)
+
+
+def plan_profile(profile: Profile, *, name: str = "profile", locked: ModelFacts | None = None) -> Plan:
+    """Resolve the facts a profile names and run every planning pass."""
+    return plan_resolved(resolve(profile, name, locked_model=locked))
+
+
+def plan_resolved(resolved: Resolved) -> Plan:
+    """The planning passes, pure: settings -> recommend -> memory -> verdict -> performance."""
+    from .passes.memory import plan_memory
+    from .passes.perf import estimate
+    from .passes.policy import judge
+    from .passes.recommend import recommend, validate
+    from .passes.settings import decide_engine
+    from .passes.workload import resolve_workload
+
+    engine, decisions = decide_engine(resolved)
+    engine, decisions = recommend(resolved, engine, decisions)
+    memory = plan_memory(resolved, engine)
+    verdict = judge(resolved, engine, memory)
+    workload = resolve_workload(resolved.profile.workload)
+    performance = estimate(resolved, engine, memory, workload) if verdict.starts and workload is not None else None
+    warnings = validate(resolved, engine, decisions, memory, performance)
+    if warnings:
+        verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *warnings]})
+    return Plan(
+        resolved=resolved, engine=engine, decisions=decisions, memory=memory, verdict=verdict, performance=performance
+    )
+
+
+# --- the whole job -------------------------------------------------------------------------------
+
+
+@dataclass
+class ProfileResult:
+    path: Path
+    display: str
+    name: str | None = None
+    plan: Plan | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    reused: bool = False  # inputs matched the lock: not re-planned
+    summary: dict[str, Any] = field(default_factory=dict)  # what the one-line report shows
+
+    @property
+    def invalid(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
+    @property
+    def fails_policy(self) -> bool:
+        return bool(self.summary.get("fails_policy"))
+
+
+@dataclass
+class CompileResult:
+    root: Path
+    out_dir: Path
+    results: list[ProfileResult]
+    stale: list[Path]  # output folders of profiles that no longer exist
+    check: bool
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # not tied to one profile
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.diagnostics or any(r.invalid for r in self.results):
+            return ExitCode.INVALID
+        if any(r.fails_policy for r in self.results):
+            return ExitCode.POLICY
+        if self.check and (self.stale or any(r.changes for r in self.results)):
+            return ExitCode.POLICY
+        return ExitCode.OK
+
+
+def find_root(paths: Sequence[Path]) -> Path:
+    """The git repository holding the first path, else the working directory: `out/` goes there."""
+    start = (paths[0] if paths else Path.cwd()).resolve()
+    for directory in [start, *start.parents]:
+        if (directory / ".git").exists():
+            return directory
+    return Path.cwd().resolve()
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Profiles to compile: files as given, directories searched recursively; bases (`_*`) skipped."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            for candidate in path.rglob("*"):
+                parts = candidate.relative_to(path).parts
+                if candidate.suffix in PROFILE_SUFFIXES and candidate.is_file() and not any(
+                    p.startswith(("_", ".")) for p in parts
+                ):
+                    found.add(candidate)
+        elif not is_base(path):
+            found.add(path)
+    return sorted(found)
+
+
+def compile_paths(
+    paths: Sequence[str | Path],
+    *,
+    out_dir: str | Path | None = None,
+    check: bool = False,
+    prune: bool = False,
+    force: bool = False,
+    emit: list[str] | None = None,
+) -> CompileResult:
+    """Compile profiles into `out_dir/<name>/`: lock + artifacts. Writes nothing when `check`."""
+    given = [Path(p) for p in paths]
+    root = find_root(given)
+    out = Path(out_dir).resolve() if out_dir else root / "out"
+    result = CompileResult(root=root, out_dir=out, results=[], stale=[], check=check)
+    for path in given:
+        if not path.exists():
+            result.diagnostics.append(Diagnostic(str(path), 0, 0, "usage", "no such file or directory"))
+    profiles = discover(p for p in given if p.exists())
+    seen: dict[str, str] = {}
+    for path in profiles:
+        item = _compile_one(path, root=root, out=out, check=check, force=force, emit=emit)
+        if item.name is not None:
+            if item.name in seen:
+                item.diagnostics.append(
+                    Diagnostic(item.display, 0, 0, "duplicate-name", f"profile name '{item.name}' is also used by {seen[item.name]}")
+                )
+                item.changes = []
+            else:
+                seen[item.name] = item.display
+        result.results.append(item)
+    result.stale = _stale_outputs(out, root, given, result.results)
+    if not check:
+        for item in result.results:
+            if item.changes and not item.invalid:
+                apply_changes(item.changes)
+        if prune:
+            for directory in result.stale:
+                remove_tree(directory)
+    return result
+
+
+def _display(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _relative_to_root(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _compile_one(path: Path, *, root: Path, out: Path, check: bool, force: bool, emit: list[str] | None) -> ProfileResult:
+    from .render import render_artifacts
+
+    item = ProfileResult(path=path, display=_display(path))
+    try:
+        loaded = load_profile(path, item.display)
+    except DiagnosticError as exc:
+        item.diagnostics = list(exc.diagnostics)
+        return item
+    item.name = loaded.name
+    directory = out / loaded.name
+    previous = read_lock(directory / LOCK_FILE)
+    try:
+        resolved = resolve(loaded.profile, loaded.name, locked_model=locked_model(previous))
+    except ResolveError as exc:
+        item.diagnostics = [Diagnostic(*loaded.position(exc.path), "resolve", str(exc))]
+        return item
+    inputs_hash = inputs_sha256(loaded.data, resolved)
+    targets = emit or list(dict.fromkeys(loaded.profile.deploy.targets))
+    if previous and not force and not check and _lock_is_current(previous, inputs_hash, directory):
+        item.reused = True
+        item.summary = _summary_from_lock(previous)
+        return item
+    plan = plan_resolved(resolved)
+    item.plan = plan
+    artifacts = render_artifacts(plan, targets)
+    lock = build_lock(
+        plan,
+        profile_path=_relative_to_root(path, root),
+        profile_data=loaded.data,
+        inputs_hash=inputs_hash,
+        artifacts=artifacts,
+    )
+    files = {**artifacts, LOCK_FILE: dump_lock(lock)}
+    written_before = [LOCK_FILE, *(previous or {}).get("artifacts", {})]
+    item.changes = pending_changes(directory, files, written_before)
+    item.summary = _summary_from_lock(lock)
+    item.diagnostics.extend(_policy_diagnostics(plan, loaded))
+    return item
+
+
+def _lock_is_current(lock: dict[str, Any], inputs_hash: str, directory: Path) -> bool:
+    from .lock import sha256_text
+
+    if lock.get("inputs_sha256") != inputs_hash:
+        return False
+    for rel, digest in (lock.get("artifacts") or {}).items():
+        try:
+            if sha256_text((directory / rel).read_text(encoding="utf-8")) != digest:
+                return False
+        except (OSError, UnicodeDecodeError):
+            return False
+    return True
+
+
+def _summary_from_lock(lock: dict[str, Any]) -> dict[str, Any]:
+    engine, verdict, kv = lock["engine"], lock["verdict"], lock["memory"]["kv_cache"]
+    gpu = lock["resolved"]["gpu"]
+    return {
+        "name": lock["name"],
+        "gpu": gpu["name"],
+        "gpus": engine["tensor_parallel_size"] * engine["pipeline_parallel_size"] * engine["data_parallel_size"],
+        "starts": verdict["starts"],
+        "oom_risk": verdict["oom_risk"],
+        "fails_policy": verdict["fails_policy"],
+        "kv_tokens": kv["tokens"],
+        "max_concurrency": kv["max_concurrency"],
+        "reasons": verdict["reasons"],
+        "warnings": verdict.get("warnings", []),
+    }
+
+
+def _policy_diagnostics(plan: Plan, loaded: LoadedProfile) -> list[Diagnostic]:
+    """A failed policy is reported at the profile's model line, where a reviewer looks first."""
+    verdict = plan.verdict
+    file, line, col = loaded.position(("model", "id"))
+    out = []
+    if verdict.fails_policy:
+        why = "; ".join(verdict.reasons) or "policy failed"
+        out.append(Diagnostic(file, line, col, f"oom-risk-{verdict.oom_risk.lower()}", why, "error"))
+    for warning in [*verdict.capacity_notes, *verdict.warnings]:
+        out.append(Diagnostic(file, line, col, "warning", warning, "warning"))
+    return out
+
+
+def _stale_outputs(out: Path, root: Path, given: list[Path], results: list[ProfileResult]) -> list[Path]:
+    """Output folders whose lock names a profile, under the given directories, that is gone or now
+    compiles to another name. A profile that fails to load keeps its output (it is not stale, it is broken)."""
+    if not out.is_dir():
+        return []
+    scopes = [_relative_to_root(p, root).rstrip("/") + "/" for p in given if p.is_dir()]
+    names_by_source = {_relative_to_root(r.path, root): r.name for r in results}
+    stale = []
+    for lock_path in sorted(out.glob(f"*/{LOCK_FILE}")):
+        lock = read_lock(lock_path)
+        if lock is None:
+            continue
+        source = str(lock.get("profile", ""))
+        if not any(scope in ("./", "/") or source.startswith(scope) for scope in scopes):
+            continue
+        gone = not (root / source).is_file()
+        renamed = names_by_source.get(source) not in (None, lock_path.parent.name)
+        if gone or renamed:
+            stale.append(lock_path.parent)
+    return stale

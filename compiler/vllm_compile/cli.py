@@ -1,0 +1,109 @@
+"""Command line: parses arguments and prints; the work is in api.py."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .diagnostics import ExitCode
+
+# Subcommands living in their own modules, imported only when used (start-up time: the hook runs on every commit).
+SUBCOMMAND_MODULES = {
+    "plan": "cli_plan",
+    "models": "cli_models",
+    "detect": "cli_detect",
+    "generate": "cli_generate",
+}
+
+EXIT_CODES = """exit codes:
+  0  every profile compiled and passes its policy (and, with --check, out/ is current)
+  1  a policy failure (HIGH OOM risk by default; per profile policy.fail_on),
+     or stale output under --check
+  2  invalid input (a profile, a fact that cannot be resolved) or usage"""
+
+COMMANDS = """commands:
+  vllm-compile [options] PATH...   compile profiles (files or directories) into out/
+  vllm-compile schema              print the profile JSON Schema (schemas/profile.v1.schema.json)
+  vllm-compile plan ...            plan one deployment from flags (--json, --explain)
+  vllm-compile models [--json]     list the built-in model catalog
+  vllm-compile detect [--json]     detect local GPUs (NVML, else nvidia-smi)
+  vllm-compile generate ...        write a profile and its artifacts from flags"""
+
+
+def compile_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vllm-compile",
+        description="Compile vLLM deployment profiles into a lockfile and deployment artifacts.",
+        epilog=f"{COMMANDS}\n\n{EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="profile files or directories (*.yaml, *.yml)")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default: out/ at the root of the git repository holding the first PATH, "
+        "else in the working directory)",
+    )
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any output is stale")
+    parser.add_argument("--prune", action="store_true", help="remove the output of profiles that no longer exist")
+    parser.add_argument("--force", action="store_true", help="re-plan even when the inputs match the lock")
+    parser.add_argument("--emit", metavar="LIST", help="artifacts to write, overriding deploy.targets (comma-separated)")
+    parser.add_argument("--format", choices=["human", "json", "github"], default="human", help="output format")
+    parser.add_argument("--version", action="version", version=f"vllm-compile {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list and args_list[0] == "schema":
+            return _schema(args_list[1:])
+        if args_list and args_list[0] in SUBCOMMAND_MODULES:
+            return _subcommand(args_list[0], args_list[1:])
+        return _compile(compile_parser().parse_args(args_list))
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
+        return int(exc.code or 0) if isinstance(exc.code, int) else ExitCode.INVALID
+    except KeyboardInterrupt:
+        return 130
+
+
+def _schema(rest: list[str]) -> int:
+    argparse.ArgumentParser(prog="vllm-compile schema", description="Print the profile JSON Schema.").parse_args(rest)
+    from .profile.schema import profile_json_schema_text
+
+    sys.stdout.write(profile_json_schema_text())
+    return ExitCode.OK
+
+
+def _subcommand(name: str, rest: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="vllm-compile", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    importlib.import_module(f".{SUBCOMMAND_MODULES[name]}", __package__).register(sub)
+    args = parser.parse_args([name, *rest])
+    return int(args.func(args))
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from . import api
+
+    emit = [t.strip() for t in args.emit.split(",") if t.strip()] if args.emit else None
+    if emit:
+        from .profile.v1 import Target
+
+        unknown = sorted(set(emit) - set(Target.__args__))
+        if unknown:
+            print(f"vllm-compile: usage: unknown --emit target(s): {', '.join(unknown)}", file=sys.stderr)
+            return ExitCode.INVALID
+    result = api.compile_paths(args.paths, out_dir=args.out, check=args.check, prune=args.prune, force=args.force, emit=emit)
+    from .console import print_result
+
+    print_result(result, args.format)
+    return int(result.exit_code)
+
+
+def json_dump(data: object) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)

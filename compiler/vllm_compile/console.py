@@ -1,0 +1,118 @@
+"""Printing a compile result: human (rich), JSON, or GitHub Actions annotations."""
+
+from __future__ import annotations
+
+import json
+
+from .api import CompileResult, ProfileResult
+
+
+def print_result(result: CompileResult, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(_as_json(result), indent=2, sort_keys=True, ensure_ascii=False))
+    elif fmt == "github":
+        _print_github(result)
+    else:
+        _print_human(result)
+
+
+def _status(item: ProfileResult, check: bool) -> str:
+    if item.invalid and not item.summary:
+        return "invalid"
+    s = item.summary
+    verdict = ("starts" if s["starts"] else "WOULD NOT START") + f", {s['oom_risk']} risk"
+    if check and item.changes:
+        verdict += ", stale"
+    elif item.reused:
+        verdict += ", unchanged"
+    elif item.changes:
+        verdict += f", {len(item.changes)} file(s) {'to write' if check else 'written'}"
+    return verdict
+
+
+def _print_human(result: CompileResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out, err = Console(highlight=False), Console(stderr=True, highlight=False)
+    for diagnostic in result.diagnostics:
+        err.print(diagnostic.format(), markup=False)
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for column in ("profile", "GPU x count", "verdict", "KV tokens", "max concurrency"):
+        table.add_column(column, justify="right" if column in ("KV tokens", "max concurrency") else "left")
+    for item in result.results:
+        for diagnostic in item.diagnostics:
+            err.print(diagnostic.format(), markup=False, style="red" if diagnostic.severity == "error" else "yellow")
+        s = item.summary
+        if s:
+            style = "red" if s["fails_policy"] else "yellow" if s["oom_risk"] != "LOW" else "green"
+            table.add_row(
+                item.name or item.display,
+                f"{s['gpu']} x {s['gpus']}",
+                f"[{style}]{_status(item, result.check)}[/{style}]",
+                f"{s['kv_tokens']:,}",
+                f"{s['max_concurrency']:.2f}x",
+            )
+        else:
+            table.add_row(item.display, "-", "[red]invalid[/red]", "-", "-")
+    if result.results:
+        out.print(table)
+    else:
+        err.print("no profiles found")
+    if result.check:
+        for item in result.results:
+            for change in item.changes:
+                out.print(f"stale: {_rel(change.path, result)} ({change.kind})", markup=False)
+                out.print(change.diff(result.root), markup=False, end="")
+    for directory in result.stale:
+        action = "removed" if not result.check and _pruned(directory) else "stale output (run with --prune to remove)"
+        out.print(f"{_rel(directory, result)}: {action}", markup=False)
+
+
+def _pruned(directory) -> bool:
+    return not directory.exists()
+
+
+def _rel(path, result: CompileResult) -> str:
+    try:
+        return path.relative_to(result.root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _print_github(result: CompileResult) -> None:
+    for diagnostic in result.diagnostics:
+        print(diagnostic.github())
+    for item in result.results:
+        for diagnostic in item.diagnostics:
+            print(diagnostic.github())
+        if item.summary:
+            s = item.summary
+            print(f"{item.name}: {s['gpu']} x {s['gpus']}, {_status(item, result.check)}, "
+                  f"{s['kv_tokens']:,} KV tokens, {s['max_concurrency']:.2f}x max concurrency")
+        if result.check:
+            for change in item.changes:
+                print(f"::error file={_rel(change.path, result)}::stale output ({change.kind}); run vllm-compile and commit out/")
+    for directory in result.stale:
+        print(f"::error file={_rel(directory, result)}::stale output of a deleted profile; run vllm-compile --prune")
+
+
+def _as_json(result: CompileResult) -> dict:
+    return {
+        "exit_code": int(result.exit_code),
+        "diagnostics": [d.__dict__ for d in result.diagnostics],
+        "profiles": [
+            {
+                "profile": item.display,
+                "name": item.name,
+                "diagnostics": [d.__dict__ for d in item.diagnostics],
+                "summary": item.summary,
+                "reused": item.reused,
+                "changes": [{"path": _rel(c.path, result), "kind": c.kind} for c in item.changes],
+            }
+            for item in result.results
+        ],
+        "stale": [_rel(d, result) for d in result.stale],
+    }
+
+

@@ -1,0 +1,106 @@
+"""The version-dependent terms of vLLM's start-up memory accounting, in one table.
+
+Every constant names where it comes from. "calib:<id>" points at an entry of the team's calibration set
+(public vLLM start-up logs, ../shared/calibration/memory_observations.yaml); a constant fitted on several
+entries lists them all. Physics terms (tensor shapes) live in `memory.py`; only what vLLM's code does not
+let us derive from shapes alone is here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..units import GIB
+
+
+@dataclass(frozen=True)
+class MemoryTerms:
+    since: str  # first release the row applies to (rows are cumulative: the newest row <= version wins)
+    engine: str  # V0 | V1
+    # Live fp32 logits-sized buffers at the sampler's peak of the dummy sampler run, on top of the
+    # model-dtype logits (top-k/top-p sort values + int64 indices, probs, cumsum, logprobs...).
+    sampler_fp32_copies: float
+    # Allocations of the profile run that do not scale with shapes (rotary caches, sampler metadata,
+    # allocator rounding), GiB.
+    activation_base_gib: float
+    # "non-torch forward increase" on one GPU with no collectives (cuBLAS/cuDNN workspaces grown after
+    # the memory snapshot), GiB.
+    non_torch_gib: float
+    # The same on a TP1 pipeline-parallel worker (multiproc executor), GiB.
+    non_torch_pp_gib: float
+    # NCCL/custom all-reduce buffers created lazily during the profile run at TP >= 2: a fixed part and a
+    # part per peer rank, GiB.
+    nccl_base_gib: float
+    nccl_per_peer_gib: float
+    # "GPU KV cache size" formula in `_report_kv_cache_config`: blocks // groups x block_size, or
+    # int(max_concurrency x max_model_len).
+    tokens_formula: str
+    # Scheduled steps a sliding-window request may hold beyond its window (SlidingWindowSpec
+    # max_memory_usage_bytes: one step of max_num_batched_tokens up to 0.2x).
+    sw_in_flight_batches: int
+    source: str
+
+
+# Rows, oldest first. Sources of the fitted numbers:
+#  - sampler 8.93 fp32 copies: calib:llama-31-8b-instruct-h100-tp1-v011-planner (4.76 GiB),
+#    qwen3-06b-h100-tp1-v011-planner (5.56), gpt-oss-20b-h100-tp1-v011-planner (7.38) and the 0.15/0.16
+#    Qwen3-14B sweep (5.64 GiB, note of calib:qwen3-14b-h100-v0170-sweep-planner): all within 1% of
+#    base + T*H*dt + N*V*(dt + 8.93*4).
+#  - sampler 3.11 copies from 0.17: calib:llama31-8b-h100-len8k-v019 (1.89), qwen25-7b-h100-v019 (2.21),
+#    gemma2-9b-h100-v019 (3.65), gemma-7b-h100-v019 (3.63), granite-vision-33-2b-h100-v019 (0.79),
+#    qwen3-14b-h100-v0170-sweep-planner (2.23: "activation 5.64 GiB in 0.15/0.16 vs 2.23 GiB from 0.17").
+#  - activation base 0.085 GiB: intercept of the same fit (both eras).
+#  - non-torch 0.13 GiB up to 0.17: the four 0.11 planner entries and qwen3-14b-h100-v0170; 0.25 GiB
+#    from 0.18: qwen3-14b-h100-v0180-sweep-planner and every 0.19.0 TP1 entry (0.24-0.27).
+#  - non-torch 0.07 GiB on a TP1 pipeline worker: llama31-8b-h100-pp2-v019, llama31-8b-h100-pp4-v019.
+#  - NCCL 1.77 + 0.05/peer GiB: TP2 0.19.0 entries (2.07-2.09 - 0.25) and llama4-scout-h100-tp4-v019
+#    (2.17 - 0.25); vllm-project/vllm#10511 shows the same jump (1.79 -> 3.58 GiB) at TP2 in V0.
+#  - tokens formula: `num_blocks // len(kv_cache_groups) * min_block_size` in 0.19 (calib gemma3/gpt-oss
+#    entries reproduce it exactly); int(max_concurrency x max_model_len) in 0.33.0
+#    (reference/vllm_memory_model.md 2.4).
+#  - in-flight steps for sliding windows: `max_num_batched_tokens` in 0.19 (SlidingWindowSpec); pp+1 with
+#    async scheduling in 0.33.0 (reference 2.4), which only matters when window + steps < max_model_len.
+_ROWS: tuple[MemoryTerms, ...] = (
+    MemoryTerms("0.0.0", "V0", 3.11, 0.085, 0.25, 0.25, 0.0, 0.0, "blocks", 1,
+                "V0 worker.py determine_num_available_blocks; calib V0 entries (pr10511, #15815, #13882)"),
+    MemoryTerms("0.8.0", "V1", 8.93, 0.085, 0.13, 0.07, 1.77, 0.05, "blocks", 1,
+                "V1 default engine from 0.8.0; sampler/non-torch as measured on 0.11.0 (llm-d planner)"),
+    MemoryTerms("0.17.0", "V1", 3.11, 0.085, 0.13, 0.07, 1.77, 0.05, "blocks", 1,
+                "0.17.0: smaller dummy-sampler peak (llm-d planner version sweep)"),
+    MemoryTerms("0.18.0", "V1", 3.11, 0.085, 0.25, 0.07, 1.77, 0.05, "blocks", 1,
+                "0.18.0: non-torch 0.25 GiB at TP1 (llm-d planner version sweep, 0.19.0 logs)"),
+    MemoryTerms("0.25.0", "V1", 3.11, 0.085, 0.25, 0.07, 1.77, 0.05, "concurrency", 2,
+                "KV tokens = int(concurrency x L) and V2 runner in-flight steps as read in 0.33.0; "
+                "assumed from 0.25 (no log before 0.33 shows the new formula)"),
+)  # fmt: skip
+
+
+def parse_version(v: str) -> tuple[int, int, int]:
+    parts = (v.split("+")[0].split(".") + ["0", "0"])[:3]
+    try:
+        return int(parts[0]), int(parts[1]), int("".join(ch for ch in parts[2] if ch.isdigit()) or 0)
+    except ValueError:
+        raise ValueError(f"not a vLLM version: {v!r} (expected e.g. 0.19.0)") from None
+
+
+def terms_for(version: str, engine: str = "V1") -> MemoryTerms:
+    """The newest row at or below `version` for that engine."""
+    key = parse_version(version)
+    rows = [r for r in _ROWS if r.engine == engine and parse_version(r.since) <= key]
+    if not rows:
+        rows = [r for r in _ROWS if r.engine == engine]
+    return rows[-1]
+
+
+def gib_bytes(x: float) -> int:
+    return int(round(x * GIB))
+
+
+# CUDA graph pool estimate where the version deducts it before the KV cache (default since 0.21.0:
+# "CUDA graph memory profiling is enabled (default since v0.21.0)", reference/vllm_memory_model.md 1).
+# Fitted on vLLM's own "(estimated)" figures of the 0.19.0 calibration logs (22 entries: 0.49-1.69 GiB):
+# a fixed pool plus a part per layer on the GPU, more with custom all-reduce (TP >= 2) and MoE.
+CUDA_GRAPH_BASE_GIB = 0.40
+CUDA_GRAPH_PER_LAYER_GIB = 0.0125
+CUDA_GRAPH_TP_GIB = 0.55
+CUDA_GRAPH_MOE_GIB = 0.35

@@ -1,0 +1,282 @@
+"""The physics of one vLLM engine step: bytes over bandwidth, FLOPs over peak, collectives, overhead.
+
+`StepModel.step_time(...)` is the time between two consecutive engine steps of one replica for a
+batch of `decode` running requests (with `ctx` KV tokens between them) plus `prefill` prompt tokens
+scheduled in the same step (vLLM V1 chunked prefill: one batch, one weight read). Everything here is
+closed form and cheap: the closed-loop estimate, the request-rate simulator and the recommender's
+search call it thousands of times.
+
+Efficiency constants are the only calibrated numbers; each names its source. They were chosen as
+round values near the median of the controlled entries of the calibration set (bench/perf_accuracy.py
+prints the per-entry errors), never to fit one entry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..facts.gpu_spec import GpuSpec
+from ..facts.model_facts import ModelFacts
+
+# --- calibrated efficiencies (bench/perf_accuracy.py over the controlled entries) -------------------
+# Achieved share of peak HBM bandwidth in decode (weight GEMV + paged attention). Microbenchmarks of
+# H100/A100 reach ~0.8-0.9 of datasheet bandwidth on streaming reads; vLLM decode steps land lower
+# (many small kernels): the controlled single-request TPOTs put it near 0.7.
+BW_EFF = 0.70
+# Achieved share of dense tensor-core peak in prefill / large-batch GEMMs (MFU). vLLM prefill MFU
+# is typically 40-60%; the controlled TTFT and throughput entries sit near 0.5.
+COMPUTE_EFF = 0.50
+# Per-step host overhead with CUDA graphs: scheduling, input preparation, sampling, detokenize and
+# the output path of vLLM V1. Controlled single-request TPOTs of small models (where weights take
+# ~1-3 ms) leave ~2 ms per step.
+STEP_OVERHEAD_S = 2.0e-3
+# Extra host time per decoder layer per step when running eager (no CUDA graphs): ~10 kernel launches
+# at ~5 us each (CUDA launch latency, NVIDIA CUDA C++ Best Practices Guide) - the cost graphs remove.
+EAGER_PER_LAYER_S = 50e-6
+# One all-reduce's fixed latency: vLLM's custom all-reduce over NVLink (~5-10 us for small messages,
+# vllm/distributed/device_communicators/custom_all_reduce.py benchmarks) vs NCCL over PCIe (~25 us).
+ALLREDUCE_LAT_NVLINK_S = 8e-6
+ALLREDUCE_LAT_PCIE_S = 25e-6
+# Pipeline hop latency between stages: same node (NCCL send/recv over NVLink/PCIe) and across nodes
+# (InfiniBand/RoCE, ~20 us with NCCL).
+P2P_LAT_NODE_S = 10e-6
+P2P_LAT_INTERNODE_S = 20e-6
+# Link bandwidths (one direction, GB/s): PCIe x16 per generation (PCI-SIG: 16/32/64 GB/s for 3/4/5),
+# a 400 Gb/s NDR InfiniBand NIC per GPU (50 GB/s).
+PCIE_GBPS = {3: 16.0, 4: 32.0, 5: 64.0, 6: 128.0}
+INTERNODE_GBPS = 50.0
+
+# Bytes per weight element by vLLM quantization method (weights only; scales amortised):
+# 4-bit group-128 methods carry an fp16 scale (+ zero) per 128 weights; MXFP4 is 4 bits + an E8M0
+# scale per 32 (OCP MX spec: 4.25 bits); NVFP4 is 4 bits + an FP8 scale per 16 (4.5 bits).
+_Q4 = 0.5 + 4 / 128
+_QUANT_BYTES: dict[str, float] = {
+    "fp8": 1.0,
+    "fbgemm_fp8": 1.0,
+    "modelopt": 1.0,
+    "ptpc_fp8": 1.0,
+    "awq": _Q4,
+    "awq_marlin": _Q4,
+    "gptq": _Q4,
+    "gptq_marlin": _Q4,
+    "bitsandbytes": _Q4,
+    "gguf": 0.5625,  # Q4_K_M averages ~4.5 bits (llama.cpp quantize table)
+    "mxfp4": 4.25 / 8,
+    "modelopt_fp4": 4.5 / 8,
+}
+# Methods whose GEMMs run in FP8 on tensor cores that have FP8 (W8A8); the rest dequantise to 16 bit.
+_FP8_COMPUTE = {"fp8", "fbgemm_fp8", "modelopt", "ptpc_fp8"}
+_DTYPE_BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}
+
+
+def kv_elem_bytes(kv_cache_dtype: str, dtype: str) -> float:
+    return 1.0 if kv_cache_dtype.startswith("fp8") else _DTYPE_BYTES.get(dtype, 2.0)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Parameter groups by how a step reads them, and per-token KV/attention sizes of one TP rank."""
+
+    body_bytes: float  # attention + dense MLP + shared experts + norms (read every step)
+    lm_head_bytes: float  # read every step (the embedding lookup itself reads only the batch's rows)
+    expert_bytes: float  # routed experts: a step reads only the experts its tokens touch
+    active_params: float  # multiply-accumulates per token (x2 = FLOPs), embedding lookup excluded
+    num_experts: int
+    experts_per_tok: int
+    num_layers: int
+    hidden: int
+    attn_dim: float  # query heads x head dim (attention FLOPs per token per context token / 4)
+    kv_bytes_full: float  # KV bytes per token per layer-set of full-attention layers (one rank)
+    kv_bytes_window: float  # same for sliding/chunked layers
+    window: int  # their window (tokens)
+    fp8_compute: bool
+    weight_bytes: float  # all weights (one replica, all ranks)
+
+
+def _quant_method(model: ModelFacts, quantization: str | None) -> tuple[str | None, int | None]:
+    if quantization:
+        return quantization, model.quantization.bits if model.quantization else None
+    if model.quantization:
+        return model.quantization.method, model.quantization.bits
+    return None, None
+
+
+def model_shape(
+    model: ModelFacts, *, dtype: str, quantization: str | None, kv_cache_dtype: str, tp: int
+) -> ModelShape:
+    """Split the checkpoint by read pattern. Dense bytes follow the weight dtype; quantized linear
+    layers follow the method's bytes per weight; embeddings and lm_head stay 16 bit unless the
+    checkpoint quantizes lm_head (vLLM keeps ParallelLMHead unquantized by default)."""
+    method, bits = _quant_method(model, quantization)
+    wb = _DTYPE_BYTES.get(dtype, 2.0)
+    if method is None:
+        qb = wb
+    elif method == "compressed-tensors":
+        qb = 1.0 if (bits or 8) >= 8 else _Q4 if bits == 4 else (bits or 8) / 8
+    else:
+        qb = _QUANT_BYTES.get(method, (bits / 8) if bits else wb)
+    experts_only = bool(model.quantization and model.quantization.experts_only)
+    lin_b = wb if experts_only else qb
+
+    h, vocab = model.hidden_size, model.vocab_size
+    embed = float(vocab * h)
+    lm_head = 0.0 if model.tie_word_embeddings else embed
+    n_moe = len(model.moe_layers) or (model.num_hidden_layers if model.num_experts else 0)
+    moe_inter = model.moe_intermediate_size or model.intermediate_size
+    experts = float(n_moe * model.num_experts * 3 * h * moe_inter) if model.num_experts else 0.0
+    total_text = max(float(model.params_total - model.params_vision), embed + lm_head + 1.0)
+    experts = min(experts, max(total_text - embed - lm_head, 0.0))
+    body = max(total_text - embed - lm_head - experts, 0.0)
+    head_elems = embed  # lm_head (or the tied embedding) is read whole every step
+    head_b = qb if (model.quantization and model.quantization.lm_head_quantized) else wb
+
+    k, e = model.num_experts_per_tok, model.num_experts
+    active = body + head_elems + (experts * k / e if e else 0.0)
+
+    # KV bytes per token of one rank: vLLM shards KV heads over TP (replicated when tp > kv heads);
+    # MLA keeps one latent per token on every rank (vllm/model_executor/layers/mla.py).
+    kvb = kv_elem_bytes(kv_cache_dtype, dtype)
+    full = win = 0.0
+    window = 0
+    for kind in model.layer_kinds:
+        if kind == "mla":
+            per = ((model.kv_lora_rank or 0) + (model.qk_rope_head_dim or 0)) * kvb
+        elif kind in ("full", "sliding", "chunked"):
+            per = 2 * max(1.0, model.num_key_value_heads / tp) * model.head_dim * kvb
+        else:
+            continue
+        if kind == "sliding":
+            win += per
+            window = model.sliding_window or window
+        elif kind == "chunked":
+            win += per
+            window = model.attention_chunk_size or window
+        else:
+            full += per
+    return ModelShape(
+        body_bytes=body * lin_b,
+        lm_head_bytes=head_elems * head_b,
+        expert_bytes=experts * qb,
+        active_params=active,
+        num_experts=e,
+        experts_per_tok=k,
+        num_layers=model.num_hidden_layers,
+        hidden=h,
+        attn_dim=float(model.num_attention_heads * model.head_dim),
+        kv_bytes_full=full,
+        kv_bytes_window=win,
+        window=window,
+        fp8_compute=method in _FP8_COMPUTE,
+        weight_bytes=body * lin_b + embed * wb + lm_head * head_b + experts * qb,
+    )
+
+
+def touched_expert_fraction(num_experts: int, k: int, tokens: float) -> float:
+    """Expected share of routed experts a step reads: with uniform routing each token picks k of E, so
+    the expected distinct experts over b tokens is E(1 - (1 - k/E)^b) per layer."""
+    if num_experts <= 0 or tokens <= 0:
+        return 0.0
+    return 1.0 - (1.0 - k / num_experts) ** tokens
+
+
+@dataclass(frozen=True)
+class Hardware:
+    bw: float  # bytes/s, one GPU
+    peak: float  # FLOP/s, one GPU, in the GEMM dtype
+    link_bw: float  # bytes/s one direction for TP all-reduce
+    allreduce_lat: float
+    p2p_lat: float
+    p2p_bw: float
+
+
+def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node_pp: bool) -> Hardware:
+    if fp8_compute and gpu.fp8_tflops:
+        peak = gpu.fp8_tflops
+    elif dtype == "float16":
+        peak = gpu.fp16_tflops
+    elif dtype == "float32":
+        peak = gpu.bf16_tflops / 2  # vLLM runs fp32 weights through TF32-class paths at best
+    else:
+        peak = gpu.bf16_tflops
+    pcie = PCIE_GBPS.get(gpu.pcie_gen, 32.0) * 1e9
+    if gpu.nvlink_gbps:
+        link, lat = gpu.nvlink_gbps / 2 * 1e9, ALLREDUCE_LAT_NVLINK_S
+    else:
+        link, lat = pcie, ALLREDUCE_LAT_PCIE_S
+    if multi_node_pp:
+        p2p_lat, p2p_bw = P2P_LAT_INTERNODE_S, INTERNODE_GBPS * 1e9
+    else:
+        p2p_lat, p2p_bw = P2P_LAT_NODE_S, link
+    return Hardware(
+        bw=gpu.memory_bandwidth_gbps * 1e9,
+        peak=peak * 1e12,
+        link_bw=link,
+        allreduce_lat=lat,
+        p2p_lat=p2p_lat,
+        p2p_bw=p2p_bw,
+    )
+
+
+@dataclass(frozen=True)
+class StepModel:
+    """One replica (TP x PP) of one engine configuration."""
+
+    shape: ModelShape
+    hw: Hardware
+    tp: int
+    pp: int
+    eager: bool
+    graph_max_batch: int  # decode batches above the largest captured size run eager
+    act_bytes: float = 2.0  # activation element size on the wire (bf16/fp16)
+
+    def step_time(self, decode: float, ctx: float, prefill: float = 0.0, prefill_ctx: float = 0.0) -> float:
+        """Seconds per engine step (= one token of every decoding request).
+
+        decode: running requests that emit a token this step; ctx: their KV tokens in total;
+        prefill: prompt tokens scheduled in the same step; prefill_ctx: mean position of those tokens
+        in their prompt (attention over the earlier part of the prompt).
+
+        With PP, vLLM keeps `pp` micro-batches in flight (one per virtual engine); a request's next
+        token waits for its micro-batch to pass every stage, so the step is pp stage-times of a batch
+        of `decode/pp`; with fewer requests than stages, the idle stages are the bubble."""
+        # The whole pass (all stages in turn) for one micro-batch is what one token waits for.
+        s, tp, pp = self.shape, self.tp, self.pp
+        d_mb = max(decode / pp, min(decode, 1.0)) if decode > 0 else 0.0
+        p_mb = prefill / pp
+        ctx_mb = ctx * (d_mb / decode) if decode > 0 else 0.0
+        tokens = d_mb + p_mb
+        if tokens <= 0:
+            return 0.0
+        # Bytes one rank reads for the whole model (every stage in turn).
+        frac = touched_expert_fraction(s.num_experts, s.experts_per_tok, tokens)
+        weights = (s.body_bytes + s.lm_head_bytes + s.expert_bytes * frac) / tp
+        kv_tokens_full = ctx_mb + p_mb * prefill_ctx
+        per_req_ctx = ctx_mb / d_mb if d_mb else 0.0
+        kv_tokens_win = d_mb * min(per_req_ctx, s.window) + p_mb * min(prefill_ctx, s.window)
+        kv = kv_tokens_full * s.kv_bytes_full + kv_tokens_win * s.kv_bytes_window
+        t_mem = (weights + kv) / (BW_EFF * self.hw.bw)
+        # FLOPs one rank does: 2 x active params per token, attention 4 x attn_dim per (query, key).
+        attn_keys = ctx_mb + p_mb * prefill_ctx
+        flops = (2 * s.active_params * tokens + 4 * s.attn_dim * s.num_layers * attn_keys) / tp
+        t_cmp = flops / (COMPUTE_EFF * self.hw.peak)
+        t = max(t_mem, t_cmp)
+        if tp > 1:
+            # Two all-reduces per layer (attention out, MLP out), ring: 2(tp-1)/tp of the message.
+            msg = tokens * s.hidden * self.act_bytes
+            t += 2 * s.num_layers * (self.hw.allreduce_lat + 2 * (tp - 1) / tp * msg / self.hw.link_bw)
+        if pp > 1:
+            msg = tokens * s.hidden * self.act_bytes
+            t += (pp - 1) * (self.hw.p2p_lat + msg / self.hw.p2p_bw)
+        # Host overhead: once per token step. vLLM V1 captures graphs by token count; a step with more
+        # tokens than the largest captured size runs eager, paying launches on every layer.
+        eager = self.eager or decode + prefill > self.graph_max_batch
+        return t + STEP_OVERHEAD_S + (EAGER_PER_LAYER_S * s.num_layers if eager else 0.0)
+
+    def prefill_time(self, tokens: float, budget: float) -> float:
+        """Seconds to prefill one prompt alone, in chunks of at most `budget` tokens."""
+        if tokens <= 0:
+            return 0.0
+        chunks = max(1, math.ceil(tokens / max(budget, 1.0)))
+        size = tokens / chunks
+        return sum(self.step_time(0.0, 0.0, size, i * size + size / 2) for i in range(chunks))

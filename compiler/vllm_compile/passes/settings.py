@@ -1,0 +1,141 @@
+"""First planning pass: every engine setting gets a value and a decider.
+
+A value the user set is final (`by: user`). Everything left out or `auto` takes what the targeted
+vLLM release would do on this GPU (`by: vllm-default`) or what follows from the hardware
+(`by: derived`); the recommend pass may then replace the non-user ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..facts.vllm_versions import batch_defaults, cudagraph_capture_sizes
+from ..facts.weights import resolve_dtype
+from ..plan import Decision, EngineConfig, Resolved
+
+_QUANT_ALIASES = {"none": None}
+
+
+def _user(value: Any) -> bool:
+    return value is not None and value != "auto"
+
+
+def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]]:
+    profile, model, gpu, version = resolved.profile, resolved.model, resolved.gpu, resolved.vllm
+    decisions: dict[str, Decision] = {}
+
+    def pick(name: str, user_value: Any, default: Any, reason: str, by: str = "vllm-default") -> Any:
+        if _user(user_value):
+            decisions[name] = Decision(value=user_value, by="user", reason="set in the profile")
+            return user_value
+        decisions[name] = Decision(value=default, by=by, reason=reason)
+        return default
+
+    vllm_spec, par = profile.vllm, profile.parallelism
+    v = version.version
+
+    dtype_default = resolve_dtype(model, "auto", gpu.compute_capability)
+    dtype = pick(
+        "dtype",
+        resolve_dtype(model, profile.model.dtype, gpu.compute_capability) if _user(profile.model.dtype) else None,
+        dtype_default,
+        f"vLLM {v} `auto`: checkpoint dtype {model.dtype} on compute capability {gpu.compute_capability}",
+    )
+    checkpoint_quant = model.quantization.method if model.quantization else None
+    quant_user = profile.model.quantization
+    quantization = pick(
+        "quantization",
+        quant_user if quant_user not in ("auto", "none") else None,
+        checkpoint_quant,
+        "as the checkpoint is" + (f" ({checkpoint_quant})" if checkpoint_quant else " (unquantized)"),
+    )
+    kv_user = vllm_spec.kv_cache_dtype if vllm_spec.kv_cache_dtype != "auto" else profile.model.kv_cache_dtype
+    kv_default = "fp8" if model.quantization and model.quantization.kv_cache_scheme else "auto"
+    kv_cache_dtype = pick("kv_cache_dtype", kv_user, kv_default, f"vLLM {v} `auto`: the model dtype or the checkpoint's KV scheme")
+
+    max_model_len = pick(
+        "max_model_len", profile.model.max_model_len, model.max_model_len, "the model's maximum context as vLLM derives it"
+    )
+
+    gpus = profile.hardware.gpus
+    per_node = profile.hardware.gpus_per_node or gpu.gpus_per_node
+    if _user(par.pipeline_parallel_size) and not _user(par.tensor_parallel_size):
+        default_tp = max(1, gpus // par.pipeline_parallel_size)
+    else:
+        default_tp = min(gpus, per_node)
+    tp = pick("tensor_parallel_size", par.tensor_parallel_size, default_tp, f"{default_tp} GPU(s): tensor parallel within a node", "derived")
+    pp = pick(
+        "pipeline_parallel_size",
+        par.pipeline_parallel_size,
+        max(1, gpus // tp),
+        "the replica's remaining GPUs as pipeline stages (across nodes)",
+        "derived",
+    )
+    dp = pick("data_parallel_size", par.data_parallel_size, 1, "one engine per replica; deploy.replicas scales out", "derived")
+    expert_parallel = pick("enable_expert_parallel", par.enable_expert_parallel, False, f"vLLM {v} default")
+
+    utilization = pick(
+        "gpu_memory_utilization",
+        vllm_spec.gpu_memory_utilization if _user(vllm_spec.gpu_memory_utilization) else profile.policy.gpu_memory_utilization,
+        version.gpu_memory_utilization,
+        f"vLLM {v} default",
+    )
+
+    chunked = pick("enable_chunked_prefill", vllm_spec.enable_chunked_prefill, version.chunked_prefill_default, f"vLLM {v} default")
+    batch = batch_defaults(version, gpu)
+    seqs_default, tokens_default = batch.max_num_seqs, batch.max_num_batched_tokens
+    # engine/arg_utils.py: without chunked prefill one step must hold a whole prompt; a step never
+    # exceeds what max_num_seqs full-length requests could fill.
+    if not chunked:
+        tokens_default = max(tokens_default, max_model_len)
+    max_num_seqs = pick(
+        "max_num_seqs", vllm_spec.max_num_seqs, seqs_default, f"vLLM {v} `vllm serve` default for {gpu.memory_gib:.0f} GiB GPUs"
+    )
+    tokens_default = min(tokens_default, max_num_seqs * max_model_len)
+    max_num_batched_tokens = pick(
+        "max_num_batched_tokens",
+        vllm_spec.max_num_batched_tokens,
+        tokens_default,
+        f"vLLM {v} `vllm serve` default for {gpu.memory_gib:.0f} GiB GPUs",
+    )
+    if decisions["max_num_seqs"].by != "user" and max_num_seqs > max_num_batched_tokens:
+        max_num_seqs = max_num_batched_tokens
+        decisions["max_num_seqs"] = Decision(value=max_num_seqs, by="vllm-default", reason="capped at max_num_batched_tokens")
+
+    block_size = pick("block_size", vllm_spec.block_size, version.block_size, f"vLLM {v} attention backend default")
+    enforce_eager = pick("enforce_eager", vllm_spec.enforce_eager, False, f"vLLM {v} default: CUDA graphs on")
+    prefix = pick("enable_prefix_caching", vllm_spec.enable_prefix_caching, version.prefix_caching_default, f"vLLM {v} default")
+    max_capture = pick("max_cudagraph_capture_size", vllm_spec.max_cudagraph_capture_size, None, f"vLLM {v} default")
+
+    engine = EngineConfig(
+        dtype=dtype,
+        quantization=quantization,
+        kv_cache_dtype=kv_cache_dtype,
+        max_model_len=max_model_len,
+        tensor_parallel_size=tp,
+        pipeline_parallel_size=pp,
+        data_parallel_size=dp,
+        enable_expert_parallel=expert_parallel,
+        gpu_memory_utilization=utilization,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        block_size=block_size,
+        enforce_eager=enforce_eager,
+        enable_prefix_caching=prefix,
+        enable_chunked_prefill=chunked,
+        kv_cache_memory_bytes=vllm_spec.kv_cache_memory_bytes,
+        num_gpu_blocks_override=vllm_spec.num_gpu_blocks_override,
+        max_cudagraph_capture_size=max_capture,
+        cpu_offload_gb=vllm_spec.cpu_offload_gb,
+    )
+    return with_capture_sizes(engine, resolved), decisions
+
+
+def with_capture_sizes(engine: EngineConfig, resolved: Resolved) -> EngineConfig:
+    """CUDA graph capture sizes follow from the batch settings; recompute whenever those change."""
+    if engine.enforce_eager:
+        return engine.model_copy(update={"cudagraph_capture_sizes": []})
+    sizes = cudagraph_capture_sizes(resolved.vllm, engine.max_num_seqs, engine.max_num_batched_tokens, resolved.gpu)
+    if engine.max_cudagraph_capture_size:
+        sizes = [s for s in sizes if s <= engine.max_cudagraph_capture_size]
+    return engine.model_copy(update={"cudagraph_capture_sizes": sizes})

@@ -1,0 +1,173 @@
+"""Typed data flowing between the stages: Resolved -> (passes) -> Plan.
+
+Passes are functions from these records to these records; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .facts.gpu_spec import GpuSpec
+from .facts.model_facts import ModelFacts
+from .facts.vllm_version import VllmVersion
+from .profile.v1 import Profile
+
+DecidedBy = Literal["user", "vllm-default", "recommended", "derived"]
+Risk = Literal["LOW", "MEDIUM", "HIGH"]
+
+
+class Resolved(BaseModel):
+    """A profile with the facts it names: the input of the planning passes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # profile name: the output folder
+    profile: Profile
+    model: ModelFacts
+    gpu: GpuSpec
+    vllm: VllmVersion
+
+
+class Decision(BaseModel):
+    """Who decided one engine setting, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: Any
+    by: DecidedBy
+    reason: str = ""
+    runner_up: Any = None
+
+
+class EngineConfig(BaseModel):
+    """Every vLLM engine setting the plan depends on, fully decided (no `auto` left)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: str  # torch dtype vLLM runs in: bfloat16 | float16 | float32
+    quantization: str | None = None  # vLLM method name, None = unquantized
+    kv_cache_dtype: str = "auto"  # vLLM's value; "auto" = the model dtype
+    max_model_len: int
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    data_parallel_size: int = 1
+    enable_expert_parallel: bool = False
+    gpu_memory_utilization: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    block_size: int = 16
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+    kv_cache_memory_bytes: int | None = None
+    num_gpu_blocks_override: int | None = None
+    max_cudagraph_capture_size: int | None = None
+    cudagraph_capture_sizes: list[int] | None = None
+    cpu_offload_gb: float = 0.0
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpus_per_replica * self.data_parallel_size
+
+
+class RankMemory(BaseModel):
+    """vLLM's start-up accounting on one GPU (one PP stage; TP ranks of a stage are alike)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pp_rank: int
+    gpu_total_bytes: int
+    requested_bytes: int  # ceil(total x gpu_memory_utilization)
+    weights_bytes: int
+    activation_peak_bytes: int
+    non_torch_bytes: int
+    cuda_graph_bytes: int  # deducted before the KV cache (0 where the version does not)
+    kv_cache_bytes: int  # what is left; negative = vLLM fails to start
+    num_blocks: int
+
+
+class KvCachePlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bytes_per_token: int  # per GPU, every layer of the binding stage
+    block_size: int
+    bytes_per_block: int
+    num_groups: int = 1
+    num_blocks: int  # min over ranks
+    blocks_per_request: int  # for one max_model_len request, summed over groups
+    tokens: int  # "GPU KV cache size: N tokens"
+    max_concurrency: float  # "Maximum concurrency for L tokens per request: Cx"
+
+
+class MemoryPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ranks: list[RankMemory]
+    binding_pp_rank: int  # the stage with the fewest blocks
+    kv: KvCachePlan
+    largest_max_model_len: int | None = None  # what --max-model-len auto would pick; None if nothing fits
+    assumptions: list[str] = Field(default_factory=list)
+
+    @property
+    def binding(self) -> RankMemory:
+        return next(r for r in self.ranks if r.pp_rank == self.binding_pp_rank)
+
+
+class Verdict(BaseModel):
+    """Two questions, never mixed: will it start, and does the KV cache hold the workload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    starts: bool
+    oom_risk: Risk
+    reasons: list[str]
+    capacity_ok: bool = True
+    capacity_notes: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    fails_policy: bool = False  # the profile's policy.fail_on is met
+
+
+class Range(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: float
+    low: float
+    high: float
+
+
+class PerfEstimate(BaseModel):
+    """Closed-loop estimate at the workload's concurrency. Physics times calibrated efficiencies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int
+    ttft_ms: Range
+    itl_ms: Range
+    output_tok_s: Range
+    total_tok_s: Range
+    request_rps: Range
+    e2e_latency_s: Range
+    assumptions: list[str] = Field(default_factory=list)
+    curve: list[dict[str, float]] = Field(default_factory=list)  # per concurrency level
+    replicas: int | None = None  # cluster plan: replicas needed for the request rate
+    slo_met: bool | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class Plan(BaseModel):
+    """Everything the lockfile and the artifacts are made from."""
+
+    model_config = ConfigDict(frozen=False)
+
+    resolved: Resolved
+    engine: EngineConfig
+    decisions: dict[str, Decision]
+    memory: MemoryPlan
+    verdict: Verdict
+    performance: PerfEstimate | None = None

@@ -1,0 +1,171 @@
+"""Profile language, version 1: the single source of truth.
+
+`schemas/profile.v1.schema.json` is generated from these models (`vllm-compile schema`). The vLLM
+Config Wizard's profile shape (model/hardware/workload/policy) is a subset and compiles as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Auto = Literal["auto"]
+PROFILE_VERSION = 1
+DEFAULT_VLLM_VERSION = "0.33.0"  # newest release in facts/vllm_versions.py
+
+# vLLM `--dtype` choices (config/model.py), plus the common shorthand the wizard accepts.
+DType = Literal["auto", "half", "float16", "bfloat16", "float", "float32", "fp16", "bf16"]
+KvCacheDType = Literal[
+    "auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla"
+]
+Quantization = Literal[
+    "auto", "none", "awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "compressed-tensors",
+    "modelopt", "modelopt_fp4", "mxfp4", "bitsandbytes", "gguf",
+]  # fmt: skip
+Target = Literal[
+    "command", "vllm-config", "profile", "compose", "helm", "k8s", "lws", "kserve", "report"
+]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors (with a did-you-mean in the diagnostics); `x-*` is for users' own notes.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ModelSpec(_Section):
+    """The model to serve: a Hugging Face id (catalog or Hub) or a local directory with config.json."""
+
+    id: str = Field(min_length=1, description="Hugging Face repo id, or a local directory with config.json.")
+    revision: str | None = Field(None, description="Branch, tag or commit; pinned to a commit sha in the lock.")
+    dtype: DType = Field("auto", description="vLLM --dtype; `auto` follows the checkpoint (fp32 runs as bf16 on SM>=8.0).")
+    quantization: Quantization = Field("auto", description="`auto`/`none`: as the checkpoint is; else vLLM --quantization.")
+    kv_cache_dtype: KvCacheDType | None = Field(None, description="Shorthand for vllm.kv_cache_dtype.")
+    max_model_len: PositiveInt | Auto = Field("auto", description="Context length; `auto` = the model's maximum, or the largest that fits.")
+    params_b: float | None = Field(None, gt=0, description="Parameter count in billions for a model with no config (estimate).")
+    trust_remote_code: bool = False
+    served_model_name: str | None = None
+
+
+class HardwareSpec(_Section):
+    gpu_name: str = Field(description='GPU model, e.g. "H100", "A100 80GB", "RTX 4090", or `detect` (NVML).')
+    gpus: PositiveInt = Field(1, description="GPUs for one replica of this deployment (all nodes).")
+    gpus_per_node: PositiveInt | None = Field(None, description="GPUs in one node; default: the catalog's usual node size.")
+    interconnect: Literal["unknown", "nvlink", "pcie", "infiniband", "ethernet"] = "unknown"
+    vram_gib: float | None = Field(None, gt=0, description="Override the GPU memory (GiB as CUDA reports it).")
+    vram_gb: float | None = Field(None, gt=0, description="Override the GPU memory in decimal GB (the wizard's unit).")
+
+
+class ParallelismSpec(_Section):
+    tensor_parallel_size: PositiveInt | Auto = "auto"
+    pipeline_parallel_size: PositiveInt | Auto = "auto"
+    data_parallel_size: PositiveInt | Auto = "auto"
+    enable_expert_parallel: bool | Auto = "auto"
+
+
+class SloSpec(_Section):
+    ttft_ms_p50: float | None = Field(None, gt=0)
+    ttft_ms_p99: float | None = Field(None, gt=0)
+    itl_ms: float | None = Field(None, gt=0, description="Inter-token latency (TPOT) target, ms.")
+    e2e_s: float | None = Field(None, gt=0)
+
+
+class Distribution(_Section):
+    mean: float = Field(gt=0)
+    p50: float | None = Field(None, gt=0)
+    p99: float | None = Field(None, gt=0)
+    max: float | None = Field(None, gt=0)
+
+
+class WorkloadSpec(_Section):
+    preset: Literal["chatbot", "batch_inference", "interactive", "long_context", "custom"] | None = None
+    prompt_tokens: PositiveInt | Distribution | None = None
+    gen_tokens: PositiveInt | Distribution | None = None
+    concurrency: PositiveInt | None = Field(None, description="Requests in flight (closed loop).")
+    request_rate: float | None = Field(None, gt=0, description="Requests per second (open loop).")
+    mode: Literal["balanced", "throughput", "latency"] | None = Field(None, description="The wizard's objective.")
+    objective: Literal["throughput", "latency", "balanced", "cost"] | None = None
+    slo: SloSpec | None = None
+
+
+class VllmSpec(_Section):
+    """The targeted vLLM release and its engine settings; a setting left out or `auto` is decided."""
+
+    version: str = Field(DEFAULT_VLLM_VERSION, pattern=r"^\d+\.\d+\.\d+$")
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | Auto = "auto"
+    max_num_seqs: PositiveInt | Auto = "auto"
+    max_num_batched_tokens: PositiveInt | Auto = "auto"
+    block_size: Literal[8, 16, 32, 64, 128] | Auto = "auto"
+    kv_cache_dtype: KvCacheDType = "auto"
+    enforce_eager: bool | Auto = "auto"
+    enable_prefix_caching: bool | Auto = "auto"
+    enable_chunked_prefill: bool | Auto = "auto"
+    max_cudagraph_capture_size: PositiveInt | Auto = "auto"
+    kv_cache_memory_bytes: PositiveInt | None = None
+    num_gpu_blocks_override: PositiveInt | None = None
+    cpu_offload_gb: float = Field(0.0, ge=0)
+    extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` flags, checked against the version's flags.")
+
+
+class PolicySpec(_Section):
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="The wizard's utilization; used when vllm.gpu_memory_utilization is auto."
+    )
+    fragmentation_factor: float = Field(1.0, ge=1, le=2, description="Safety factor on the non-KV estimate for the risk level.")
+    headroom_gb: float = Field(0.5, ge=0, description="Memory that must stay free outside vLLM's budget (GB).")
+    overhead_gb: float | None = Field(None, ge=0, description="The wizard's flat overhead; recorded, superseded by the measured model.")
+    fail_on: Literal["high", "medium", "never"] = Field("high", description="Risk that fails the compile (exit 1).")
+    medium_kv_margin: float = Field(0.10, ge=0, le=1, description="KV cache below this share of the budget is MEDIUM risk.")
+    allow_quantization: bool = Field(False, description="Let the recommender quantize (fp8) when that is what fits.")
+    max_gpu_memory_utilization: float = Field(0.95, gt=0, le=1, description="Upper bound the recommender may pick.")
+
+
+class Toleration(_Section):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class ResourcesSpec(_Section):
+    cpu: str | None = None
+    memory: str | None = None
+
+
+class DeploySpec(_Section):
+    targets: list[Target] = Field(
+        default_factory=lambda: ["command", "vllm-config", "compose", "helm", "k8s", "report"]
+    )
+    image: str = "vllm/vllm-openai"
+    tag: str | None = Field(None, description="Image tag; default v<vllm.version>.")
+    port: int = Field(8000, ge=1, le=65535)
+    replicas: PositiveInt | Auto = 1
+    namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    storage_class: str | None = None
+    storage_size: str = Field("100Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    env: dict[str, str] = Field(default_factory=dict)
+    hf_token_secret: str = Field("hf-token", description="Kubernetes secret holding HF_TOKEN (key: token).")
+    gated: bool | None = Field(None, description="The model needs HF_TOKEN; default: as the catalog says.")
+    shm_size: str = "16g"
+
+
+class Profile(_Section):
+    """One vLLM deployment."""
+
+    model_config = ConfigDict(extra="forbid", title="vllm-compile profile v1")
+
+    profile_version: Literal[1] = Field(description="Profile language version.")
+    extends: str | None = Field(None, description="Relative path of a base profile to overlay (deep merge).")
+    name: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Output folder; default the file name.")
+    description: str | None = None
+    model: ModelSpec
+    hardware: HardwareSpec
+    parallelism: ParallelismSpec = Field(default_factory=ParallelismSpec)
+    workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
+    vllm: VllmSpec = Field(default_factory=VllmSpec)
+    policy: PolicySpec = Field(default_factory=PolicySpec)
+    deploy: DeploySpec = Field(default_factory=DeploySpec)

@@ -1,0 +1,164 @@
+"""Render a Plan into its deployment artifacts: Jinja2 templates over `templates/`, data from `artifacts/`.
+
+Every shell word goes through `shlex.quote` (the `q` filter); every YAML body is data serialised by
+`artifacts.yaml_out` (the `to_yaml` filter), never pasted strings. Output is deterministic: no
+timestamps, LF newlines, one trailing newline.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from .artifacts import compose, context, helm, kube, report
+from .artifacts.context import RenderError
+from .artifacts.yaml_out import to_yaml, to_yaml_documents
+from .facts import vllm_flags
+from .plan import Plan
+from .resources import resource_dir
+
+__all__ = ["RenderError", "TARGETS", "render_artifacts", "render_template"]
+
+# The CLI/profile target names, in the order artifacts are listed.
+TARGETS = ("command", "vllm-config", "profile", "compose", "helm", "k8s", "lws", "kserve", "report")
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["q"] = lambda v: shlex.quote(str(v))
+    env.filters["to_yaml"] = to_yaml
+    env.filters["to_yaml_documents"] = to_yaml_documents
+    return env
+
+
+def _finish(text: str) -> str:
+    """LF newlines, no trailing blanks, exactly one final newline."""
+    lines = [ln.rstrip() for ln in text.replace("\r\n", "\n").split("\n")]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_template(name: str, **ctx: Any) -> str:
+    return _finish(_env().get_template(name).render(**ctx))
+
+
+def _arg_lines(argv: list[str]) -> list[list[str]]:
+    """Group `--flag value...` so serve.sh shows one flag per line."""
+    lines: list[list[str]] = []
+    for word in argv:
+        if word.startswith("-") or not lines:
+            lines.append([word])
+        else:
+            lines[-1].append(word)
+    return lines
+
+
+def _command(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    text = render_template(
+        "serve.sh.j2",
+        **ctx.common(),
+        env=sorted(ctx.env.items()),
+        arg_lines=_arg_lines(ctx.argv),
+    )
+    return {"serve.sh": text}
+
+
+def _vllm_config(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    config = vllm_flags.plan_config(plan) | context.extra_args_config(ctx)
+    return {"vllm-config.yaml": render_template("vllm-config.yaml.j2", **ctx.common(), config=config)}
+
+
+def _profile(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    data = plan.resolved.profile.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    data["profile_version"] = plan.resolved.profile.profile_version
+    return {"profile.yaml": render_template("profile.yaml.j2", **ctx.common(), profile=data)}
+
+
+def _compose(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    if ctx.spans_nodes:
+        return {}  # one compose host cannot hold a multi-node replica; REPORT.md says so
+    return {
+        "docker-compose.yaml": render_template(
+            "docker-compose.yaml.j2", **ctx.common(), compose=compose.build(ctx)
+        )
+    }
+
+
+def _helm(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    return {"helm-values.yaml": render_template("helm-values.yaml.j2", **ctx.common(), values=helm.build(ctx))}
+
+
+def _k8s(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    if ctx.spans_nodes:
+        return _lws(plan, ctx)
+    out = {
+        "k8s/deployment.yaml": render_template(
+            "k8s/deployment.yaml.j2", **ctx.common(), obj=kube.deployment(ctx)
+        ),
+        "k8s/service.yaml": render_template("k8s/service.yaml.j2", **ctx.common(), obj=kube.service(ctx)),
+        "k8s/pvc.yaml": render_template("k8s/pvc.yaml.j2", **ctx.common(), obj=kube.pvc(ctx)),
+    }
+    return out
+
+
+def _lws(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    return {
+        "k8s/leaderworkerset.yaml": render_template(
+            "k8s/leaderworkerset.yaml.j2", **ctx.common(), obj=kube.leader_worker_set(ctx)
+        ),
+        "k8s/service.yaml": render_template("k8s/service.yaml.j2", **ctx.common(), obj=kube.service(ctx)),
+        "k8s/pvc.yaml": render_template("k8s/pvc.yaml.j2", **ctx.common(), obj=kube.pvc(ctx)),
+    }
+
+
+def _kserve(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    return {
+        "k8s/inferenceservice.yaml": render_template(
+            "k8s/inferenceservice.yaml.j2", **ctx.common(), obj=kube.inference_service(ctx)
+        )
+    }
+
+
+def _report(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    return {"REPORT.md": render_template("REPORT.md.j2", **ctx.common(), r=report.build(plan, ctx))}
+
+
+_RENDERERS: dict[str, Callable[[Plan, context.Context], dict[str, str]]] = {
+    "command": _command,
+    "vllm-config": _vllm_config,
+    "profile": _profile,
+    "compose": _compose,
+    "helm": _helm,
+    "k8s": _k8s,
+    "lws": _lws,
+    "kserve": _kserve,
+    "report": _report,
+}
+
+
+def render_artifacts(plan: Plan, targets: list[str]) -> dict[str, str]:
+    """Artifacts for `targets` (profile deploy.targets / CLI --emit): relative path -> text.
+
+    Raises RenderError (a ValueError) for a target name it does not know, a model id or name that
+    cannot be written safely, or a setting the targeted vLLM version refuses.
+    """
+    unknown = [t for t in targets if t not in _RENDERERS]
+    if unknown:
+        raise RenderError(f"unknown artifact target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    ctx = context.build(plan, targets)
+    out: dict[str, str] = {}
+    for target in TARGETS:
+        if target in targets:
+            out.update(_RENDERERS[target](plan, ctx))
+    return dict(sorted(out.items()))

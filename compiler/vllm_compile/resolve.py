@@ -1,0 +1,45 @@
+"""Resolver: the facts a profile names (model, GPU, vLLM release). The only planning stage with I/O
+(the Hub and NVML, both imported lazily by the fact modules)."""
+
+from __future__ import annotations
+
+from .facts.model_facts import ModelFacts
+from .plan import Resolved
+from .profile.v1 import Profile
+
+
+class ResolveError(ValueError):
+    """A fact could not be resolved; `path` is the profile field to point the diagnostic at."""
+
+    def __init__(self, path: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.path = path
+
+
+def resolve(profile: Profile, name: str, *, locked_model: ModelFacts | None = None) -> Resolved:
+    from .facts.gpus import resolve_gpu
+    from .facts.models import resolve_model
+    from .facts.vllm_versions import get_vllm_version
+
+    try:
+        version = get_vllm_version(profile.vllm.version)
+    except ValueError as exc:
+        raise ResolveError(("vllm", "version"), str(exc)) from exc
+    try:
+        gpu = _resolve_gpu(profile, resolve_gpu)
+    except ValueError as exc:
+        raise ResolveError(("hardware", "gpu_name"), str(exc)) from exc
+    try:
+        model = resolve_model(profile.model, locked=locked_model)
+    except ValueError as exc:
+        raise ResolveError(("model", "id"), str(exc)) from exc
+    return Resolved(name=name, profile=profile, model=model, gpu=gpu, vllm=version)
+
+
+def _resolve_gpu(profile: Profile, resolve_gpu):
+    hardware = profile.hardware
+    if hardware.gpu_name.strip().lower() == "detect":
+        from .facts.detect import detect_gpus, resolve_detected
+
+        return resolve_detected(detect_gpus())
+    return resolve_gpu(hardware.gpu_name, vram_gib=hardware.vram_gib, vram_gb=hardware.vram_gb)
