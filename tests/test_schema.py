@@ -29,3 +29,11 @@ def test_schema_rejects_unknown_keys_everywhere() -> None:
 def test_every_bundled_profile_names_the_schema_for_editors() -> None:
     for path in (REPO / "profiles").rglob("*.yaml"):
         assert path.read_text(encoding="utf-8").startswith("# yaml-language-server: $schema="), path
+
+
+def test_readme_profile_reference_is_generated_from_the_schema() -> None:
+    from vllm_compile.profile.schema import profile_reference_markdown
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("<!-- profile-reference:start -->\n")[1].split("<!-- profile-reference:end -->")[0]
+    assert section == profile_reference_markdown()

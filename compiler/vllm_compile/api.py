@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from .resolve import ResolveError, resolve
 from .write import Change, apply_changes, pending_changes, remove_tree
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
+POLICY_CODE = "oom-risk"
 
 
 # --- one deployment ------------------------------------------------------------------------------
@@ -76,7 +79,8 @@ class ProfileResult:
 
     @property
     def invalid(self) -> bool:
-        return any(d.severity == "error" for d in self.diagnostics)
+        """Invalid input (exit 2), as opposed to a valid profile that fails its policy (exit 1)."""
+        return any(d.severity == "error" and not d.code.startswith(POLICY_CODE) for d in self.diagnostics)
 
     @property
     def fails_policy(self) -> bool:
@@ -177,10 +181,8 @@ def _display(path: Path) -> str:
 
 
 def _relative_to_root(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return path.name
+    """Paths in locks are relative to the root (never absolute: locks are identical on every machine)."""
+    return Path(os.path.relpath(path.resolve(), root)).as_posix()
 
 
 def _compile_one(path: Path, *, root: Path, out: Path, check: bool, force: bool, emit: list[str] | None) -> ProfileResult:
@@ -205,6 +207,7 @@ def _compile_one(path: Path, *, root: Path, out: Path, check: bool, force: bool,
     if previous and not force and not check and _lock_is_current(previous, inputs_hash, directory):
         item.reused = True
         item.summary = _summary_from_lock(previous)
+        item.diagnostics.extend(_policy_diagnostics(item.summary, loaded))
         return item
     plan = plan_resolved(resolved)
     item.plan = plan
@@ -220,7 +223,7 @@ def _compile_one(path: Path, *, root: Path, out: Path, check: bool, force: bool,
     written_before = [LOCK_FILE, *(previous or {}).get("artifacts", {})]
     item.changes = pending_changes(directory, files, written_before)
     item.summary = _summary_from_lock(lock)
-    item.diagnostics.extend(_policy_diagnostics(plan, loaded))
+    item.diagnostics.extend(_policy_diagnostics(item.summary, loaded))
     return item
 
 
@@ -251,19 +254,24 @@ def _summary_from_lock(lock: dict[str, Any]) -> dict[str, Any]:
         "kv_tokens": kv["tokens"],
         "max_concurrency": kv["max_concurrency"],
         "reasons": verdict["reasons"],
-        "warnings": verdict.get("warnings", []),
+        "warnings": verdict["warnings"],
+        "capacity_ok": verdict["capacity_ok"],
+        "capacity_notes": verdict["capacity_notes"],
     }
 
 
-def _policy_diagnostics(plan: Plan, loaded: LoadedProfile) -> list[Diagnostic]:
-    """A failed policy is reported at the profile's model line, where a reviewer looks first."""
-    verdict = plan.verdict
+def _policy_diagnostics(summary: dict[str, Any], loaded: LoadedProfile) -> list[Diagnostic]:
+    """The verdict as diagnostics, at the profile's model line, where a reviewer looks first.
+    Made from the lock's summary, so a profile that is not re-planned still says why it fails."""
     file, line, col = loaded.position(("model", "id"))
     out = []
-    if verdict.fails_policy:
-        why = "; ".join(verdict.reasons) or "policy failed"
-        out.append(Diagnostic(file, line, col, f"oom-risk-{verdict.oom_risk.lower()}", why, "error"))
-    for warning in [*verdict.capacity_notes, *verdict.warnings]:
+    if summary["fails_policy"]:
+        why = "; ".join(summary["reasons"]) or "policy failed"
+        out.append(Diagnostic(file, line, col, f"{POLICY_CODE}-{summary['oom_risk'].lower()}", why, "error"))
+    if not summary["starts"]:
+        return out  # capacity and tuning warnings mean nothing for a deployment that will not start
+    notes = [] if summary["capacity_ok"] else summary["capacity_notes"]
+    for warning in [*notes, *summary["warnings"]]:
         out.append(Diagnostic(file, line, col, "warning", warning, "warning"))
     return out
 
@@ -281,7 +289,7 @@ def _stale_outputs(out: Path, root: Path, given: list[Path], results: list[Profi
         if lock is None:
             continue
         source = str(lock.get("profile", ""))
-        if not any(scope in ("./", "/") or source.startswith(scope) for scope in scopes):
+        if not any(scope == "./" or source.startswith(scope) for scope in scopes):
             continue
         gone = not (root / source).is_file()
         renamed = names_by_source.get(source) not in (None, lock_path.parent.name)

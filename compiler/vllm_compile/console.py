@@ -32,33 +32,29 @@ def _status(item: ProfileResult, check: bool) -> str:
 
 def _print_human(result: CompileResult) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
-    out, err = Console(highlight=False), Console(stderr=True, highlight=False)
+    out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
     for diagnostic in result.diagnostics:
         err.print(diagnostic.format(), markup=False)
-    table = Table(box=None, pad_edge=False, show_edge=False)
-    for column in ("profile", "GPU x count", "verdict", "KV tokens", "max concurrency"):
-        table.add_column(column, justify="right" if column in ("KV tokens", "max concurrency") else "left")
+    rows = []
     for item in result.results:
         for diagnostic in item.diagnostics:
             err.print(diagnostic.format(), markup=False, style="red" if diagnostic.severity == "error" else "yellow")
         s = item.summary
         if s:
             style = "red" if s["fails_policy"] else "yellow" if s["oom_risk"] != "LOW" else "green"
-            table.add_row(
-                item.name or item.display,
-                f"{s['gpu']} x {s['gpus']}",
-                f"[{style}]{_status(item, result.check)}[/{style}]",
-                f"{s['kv_tokens']:,}",
-                f"{s['max_concurrency']:.2f}x",
-            )
+            rows.append((item.name or item.display, f"{_short_gpu(s['gpu'])} x{s['gpus']}", _status(item, result.check),
+                         f"{s['kv_tokens']:,} KV tokens", f"{s['max_concurrency']:.2f}x max concurrency", style))
         else:
-            table.add_row(item.display, "-", "[red]invalid[/red]", "-", "-")
-    if result.results:
-        out.print(table)
-    else:
+            rows.append((item.display, "-", "invalid", "-", "-", "red"))
+    if not rows:
         err.print("no profiles found")
+    widths = [max(len(r[i]) for r in rows) for i in range(5)] if rows else []
+    for *cells, style in rows:
+        padded = [c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        padded[2] = f"[{style}]{escape(padded[2])}[/{style}]"
+        out.print("  ".join(padded[:2] + [padded[2]] + padded[3:]).rstrip())
     if result.check:
         for item in result.results:
             for change in item.changes:
@@ -67,6 +63,10 @@ def _print_human(result: CompileResult) -> None:
     for directory in result.stale:
         action = "removed" if not result.check and _pruned(directory) else "stale output (run with --prune to remove)"
         out.print(f"{_rel(directory, result)}: {action}", markup=False)
+
+
+def _short_gpu(name: str) -> str:
+    return name.removeprefix("NVIDIA ").removeprefix("GeForce ").removeprefix("AMD ")
 
 
 def _pruned(directory) -> bool:
@@ -88,7 +88,7 @@ def _print_github(result: CompileResult) -> None:
             print(diagnostic.github())
         if item.summary:
             s = item.summary
-            print(f"{item.name}: {s['gpu']} x {s['gpus']}, {_status(item, result.check)}, "
+            print(f"{item.name}: {_short_gpu(s['gpu'])} x{s['gpus']}, {_status(item, result.check)}, "
                   f"{s['kv_tokens']:,} KV tokens, {s['max_concurrency']:.2f}x max concurrency")
         if result.check:
             for change in item.changes:

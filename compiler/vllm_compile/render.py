@@ -49,8 +49,8 @@ def _finish(text: str) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def render_template(name: str, **ctx: Any) -> str:
-    return _finish(_env().get_template(name).render(**ctx))
+def render_template(template: str, **ctx: Any) -> str:
+    return _finish(_env().get_template(template).render(**ctx))
 
 
 def _arg_lines(argv: list[str]) -> list[list[str]]:
@@ -70,6 +70,7 @@ def _command(plan: Plan, ctx: context.Context) -> dict[str, str]:
         **ctx.common(),
         env=sorted(ctx.env.items()),
         arg_lines=_arg_lines(ctx.argv),
+        literal_expansions=any("$" in w or "`" in w for w in [ctx.model_id, *ctx.argv, *ctx.env.values()]),
     )
     return {"serve.sh": text}
 
@@ -96,30 +97,36 @@ def _compose(plan: Plan, ctx: context.Context) -> dict[str, str]:
 
 
 def _helm(plan: Plan, ctx: context.Context) -> dict[str, str]:
-    return {"helm-values.yaml": render_template("helm-values.yaml.j2", **ctx.common(), values=helm.build(ctx))}
+    return {
+        "helm-values.yaml": render_template("helm-values.yaml.j2", **ctx.common(), values=helm.build(ctx))
+    }
 
 
 def _k8s(plan: Plan, ctx: context.Context) -> dict[str, str]:
     if ctx.spans_nodes:
         return _lws(plan, ctx)
-    out = {
+    return {
         "k8s/deployment.yaml": render_template(
             "k8s/deployment.yaml.j2", **ctx.common(), obj=kube.deployment(ctx)
         ),
-        "k8s/service.yaml": render_template("k8s/service.yaml.j2", **ctx.common(), obj=kube.service(ctx)),
+        "k8s/service.yaml": render_template(
+            "k8s/service.yaml.j2", **ctx.common(), obj=kube.service(ctx, leader=False)
+        ),
         "k8s/pvc.yaml": render_template("k8s/pvc.yaml.j2", **ctx.common(), obj=kube.pvc(ctx)),
     }
-    return out
 
 
 def _lws(plan: Plan, ctx: context.Context) -> dict[str, str]:
-    return {
+    out = {
         "k8s/leaderworkerset.yaml": render_template(
             "k8s/leaderworkerset.yaml.j2", **ctx.common(), obj=kube.leader_worker_set(ctx)
-        ),
-        "k8s/service.yaml": render_template("k8s/service.yaml.j2", **ctx.common(), obj=kube.service(ctx)),
-        "k8s/pvc.yaml": render_template("k8s/pvc.yaml.j2", **ctx.common(), obj=kube.pvc(ctx)),
+        )
     }
+    # Each pod gets its own cache volume from the LeaderWorkerSet's volumeClaimTemplates. On one node
+    # with `k8s` also requested, the Deployment's Service stays; the LWS gets its own.
+    name = "k8s/service.yaml" if ctx.spans_nodes or "k8s" not in ctx.targets else "k8s/lws-service.yaml"
+    out[name] = render_template("k8s/service.yaml.j2", **ctx.common(), obj=kube.service(ctx, leader=True))
+    return out
 
 
 def _kserve(plan: Plan, ctx: context.Context) -> dict[str, str]:

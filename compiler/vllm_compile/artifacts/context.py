@@ -27,6 +27,7 @@ HF_CACHE = "/root/.cache/huggingface"  # HF_HOME default of the vllm/vllm-openai
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DNS_BAD = re.compile(r"[^a-z0-9-]+")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Context:
     argv: list[str]  # `vllm serve <model>` arguments after the model
     spans_nodes: bool
     nodes: int
-    gpus_per_replica: int
+    gpus_per_replica: int  # GPUs of one server: TP x PP (x DP when vLLM runs DP inside the server)
     gpus_per_pod: int
     replicas: int
     startup: StartupBudget
@@ -67,6 +68,7 @@ class Context:
         return {
             "app.kubernetes.io/name": "vllm",
             "app.kubernetes.io/instance": self.name,
+            "app.kubernetes.io/component": "engine",
             "app.kubernetes.io/managed-by": "vllm-compile",
         }
 
@@ -87,6 +89,8 @@ class Context:
             "gpu_name": self.plan.resolved.gpu.name,
             "startup_s": self.startup.seconds,
             "startup_explanation": self.startup.explanation,
+            "hf_secret": self.deploy.hf_token_secret,
+            "namespace": self.deploy.namespace,
         }
 
 
@@ -109,12 +113,16 @@ def k8s_name(name: str) -> str:
     return label
 
 
-def startup_budget(plan: Plan) -> StartupBudget:
-    """Seconds a cold start may take: download + read the replica's weights + engine set-up."""
+def startup_budget(plan: Plan, nodes: int = 1) -> StartupBudget:
+    """Seconds a cold start may take: download the checkpoint + read one node's share + engine set-up.
+
+    Every node downloads the whole checkpoint into its own cache (in parallel); each node then reads
+    the weights of the ranks it holds.
+    """
     tp = plan.engine.tensor_parallel_size
     weights = sum(r.weights_bytes for r in plan.memory.ranks) * tp  # one rank per PP stage; TP ranks alike
     download = weights / DOWNLOAD_BYTES_PER_S
-    read = weights / DISK_BYTES_PER_S
+    read = weights / nodes / DISK_BYTES_PER_S
     total = max(MIN_STARTUP_S, 60 * math.ceil((download + read + ENGINE_FIXED_S) / 60))
     explanation = (
         f"{weights / GB:.1f} GB of weights: download at {DOWNLOAD_BYTES_PER_S / 1e6:.0f} MB/s "
@@ -163,7 +171,7 @@ def extra_args_config(ctx: Context) -> dict[str, Any]:
             out[flag.key] = option == flag.name
             continue
         values = [inline] if inline else []
-        while not inline and i < len(args) and not vllm_flags._is_option(args[i]):
+        while not inline and i < len(args) and not vllm_flags.is_option(args[i]):
             values.append(args[i])
             i += 1
             if flag.nargs not in ("+", "*"):
@@ -176,6 +184,12 @@ def build(plan: Plan, targets: list[str]) -> Context:
     resolved = plan.resolved
     profile = resolved.profile
     deploy = profile.deploy
+    _safe_text("profile name", resolved.name)
+    if not _DNS_SUBDOMAIN.match(deploy.hf_token_secret):
+        raise RenderError(
+            f"deploy.hf_token_secret {deploy.hf_token_secret!r} is not a Kubernetes secret name "
+            "(lowercase letters, digits, '-' and '.')"
+        )
     model_id = _safe_text("model id", profile.model.id)
     served = _safe_text("served model name", profile.model.served_model_name or profile.model.id)
     for key, value in deploy.env.items():
@@ -190,8 +204,14 @@ def build(plan: Plan, targets: list[str]) -> Context:
     settings = vllm_flags.plan_settings(plan)
     _check_extra_args(plan, {s.flag.name for s in settings})
     gpn = vllm_flags.gpus_per_node(plan)
-    per_replica = plan.engine.gpus_per_replica
+    per_replica = vllm_flags.gpus_per_server(plan)
     spans = vllm_flags.spans_nodes(plan)
+    if plan.engine.data_parallel_size > 1 and per_replica > gpn:
+        raise RenderError(
+            f"data_parallel_size {plan.engine.data_parallel_size} x {plan.engine.gpus_per_replica} GPUs does not "
+            f"fit one node of {gpn} GPUs; multi-node data parallelism is not generated: scale out with "
+            "deploy.replicas instead"
+        )
     nodes = math.ceil(per_replica / gpn) if spans else 1
     if spans and per_replica % nodes:
         raise RenderError(
@@ -220,9 +240,21 @@ def build(plan: Plan, targets: list[str]) -> Context:
         gpus_per_replica=per_replica,
         gpus_per_pod=per_replica // nodes,
         replicas=replicas,
-        startup=startup_budget(plan),
+        startup=startup_budget(plan, nodes),
         targets=list(targets),
     )
+    fs = vllm_flags.flag_set(ctx.vllm_version)
+    if not fs.exact:
+        ctx.notes.append(
+            f"flags for vLLM {fs.version} come from the vLLM {fs.base} flag set plus the renames and removals "
+            "vllm-compile records for the releases since (facts/vllm_flags.py CHANGES); only flags known to "
+            "exist there are written"
+        )
+    if "kserve" in targets:
+        ctx.notes.append(
+            "KServe downloads the model with its storage initializer (storageUri hf://...); a gated model "
+            "also needs HF_TOKEN available to the storage initializer (KServe's storage secret)"
+        )
     if spans and "compose" in targets:
         ctx.notes.append(
             f"docker-compose.yaml not written: one replica spans {nodes} nodes, which one compose host cannot run"

@@ -27,7 +27,13 @@ GIB = 1 << 30
 GB = 10**9
 
 # Keys of a catalog entry that document provenance but are not GpuSpec fields.
-_PROVENANCE_KEYS = ("cuda_total_mib", "nvidia_smi_total_mib", "nvidia_smi_name", "confidence", "memory_source")
+_PROVENANCE_KEYS = (
+    "cuda_total_mib",
+    "nvidia_smi_total_mib",
+    "nvidia_smi_name",
+    "confidence",
+    "memory_source",
+)
 
 
 class UnknownGpuError(ValueError):
@@ -106,7 +112,9 @@ def lookup_gpu(name: str) -> GpuSpec | None:
 def resolve_gpu(name: str, *, vram_gib: float | None = None, vram_gb: float | None = None) -> GpuSpec:
     """The catalog GpuSpec for `name`; `vram_gib` (binary) or `vram_gb` (decimal) overrides the memory."""
     if not isinstance(name, str) or not name.strip():
-        raise UnknownGpuError("GPU name is empty; name one, e.g. 'H100' (see `vllm-compile gpus`)")
+        raise UnknownGpuError(
+            "GPU name is empty; name one, e.g. 'H100' (`vllm-compile detect --catalog` lists them)"
+        )
     spec = lookup_gpu(name)
     if spec is None:
         raise UnknownGpuError(_unknown_message(name))
@@ -140,7 +148,7 @@ def _positive(value: float, what: str) -> float:
 def _unknown_message(name: str) -> str:
     index = _alias_index()
     wanted = normalize_gpu_name(name)
-    close = difflib.get_close_matches(wanted, list(index), n=8, cutoff=0.6)
+    close = difflib.get_close_matches(wanted, list(index), n=8, cutoff=0.5)
     # Substring hits catch "h100" style prefixes that difflib scores low against long aliases.
     if wanted:
         close += [a for a in index if wanted in a and a not in close]
@@ -151,6 +159,6 @@ def _unknown_message(name: str) -> str:
             names.append(display)
     hint = f" Did you mean: {', '.join(names[:5])}?" if names else ""
     return (
-        f"unknown GPU {name!r}.{hint} Known GPUs: `vllm-compile gpus` lists them; "
+        f"unknown GPU {name!r}.{hint} `vllm-compile detect --catalog` lists the known GPUs; "
         "for an unlisted card pass the closest one plus --vram-gib"
     )

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllm_compile.facts.model_facts import LayerGroup, LayerKind, ModelFacts, QuantizationFacts
+from vllm_compile.facts.model_facts import LayerGroup, LayerKind, ModelFacts
 from vllm_compile.facts.quant_config import quantization_from_config
 
 
@@ -99,8 +99,8 @@ class _Text:
     warnings: list[str] = field(default_factory=list)
 
     def get(self, key: str, default: Any = None) -> Any:
-        if key in self.cfg and self.cfg[key] is not None:
-            return self.cfg[key]
+        if key in self.cfg:  # an explicit null (sliding_window: null) overrides the family default
+            return self.cfg[key] if self.cfg[key] is not None else default
         fam = _FAMILY_DEFAULTS.get(self.model_type, {})
         return fam.get(key, default)
 
@@ -349,7 +349,9 @@ def _mla_attention(t: _Text, a: _Arch, lay: _Layer) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _vit_layers(hv: int, iv: int, n: int, *, bias: bool = True, gated: bool = False, ln_bias: bool = True) -> int:
+def _vit_layers(
+    hv: int, iv: int, n: int, *, bias: bool = True, gated: bool = False, ln_bias: bool = True
+) -> int:
     attn = 4 * hv * hv + (4 * hv if bias else 0)
     mlp = (3 if gated else 2) * hv * iv + (((2 if gated else 1) * iv + hv) if bias else 0)
     norms = 2 * hv * (2 if ln_bias else 1)
@@ -382,7 +384,10 @@ def _vision_params(config: dict[str, Any], text_hidden: int, warnings: list[str]
         hv = int(vc.get("hidden_size", 1280))
         iv = int(vc.get("intermediate_size", 3420))
         depth = int(vc.get("depth", 32))
-        p, tp_ = int(vc.get("patch_size", vc.get("spatial_patch_size", 14))), int(vc.get("temporal_patch_size", 2))
+        p, tp_ = (
+            int(vc.get("patch_size", vc.get("spatial_patch_size", 14))),
+            int(vc.get("temporal_patch_size", 2)),
+        )
         ch = int(vc.get("in_channels", vc.get("in_chans", 3)))
         merge = int(vc.get("spatial_merge_size", 2)) ** 2
         out = int(vc.get("out_hidden_size", text_hidden))
@@ -393,7 +398,11 @@ def _vision_params(config: dict[str, Any], text_hidden: int, warnings: list[str]
         return ch * tp_ * p * p * hv + blocks + merger
     if vt == "pixtral" or mt == "mistral3":
         hv, iv = int(vc.get("hidden_size", 1024)), int(vc.get("intermediate_size", 4096))
-        n, p, ch = int(vc.get("num_hidden_layers", 24)), int(vc.get("patch_size", 14)), int(vc.get("num_channels", 3))
+        n, p, ch = (
+            int(vc.get("num_hidden_layers", 24)),
+            int(vc.get("patch_size", 14)),
+            int(vc.get("num_channels", 3)),
+        )
         merge = int(config.get("spatial_merge_size", 2)) ** 2
         tower = ch * p * p * hv + hv + n * (2 * hv + 4 * hv * hv + 3 * hv * iv)
         # Mistral3MultiModalProjector: RMSNorm, patch merger Linear(hv*4, hv), linear_1, linear_2.
@@ -445,7 +454,9 @@ def _vision_params(config: dict[str, Any], text_hidden: int, warnings: list[str]
         # tile embeddings, local (no gate) and global (gated) encoders, LayerNorms; projector.
         embed = 3 * p * p * hv + hv + npatch * hv + (ar + 1) * tiles * npatch * hv + 1
         embed += 2 * ((ar + 1) * tiles * hv + 1)
-        enc = _vit_layers(hv, iv, n, bias=True) - n * 3 * hv + _vit_layers(hv, iv, ng, bias=True) - ng * 3 * hv
+        enc = (
+            _vit_layers(hv, iv, n, bias=True) - n * 3 * hv + _vit_layers(hv, iv, ng, bias=True) - ng * 3 * hv
+        )
         enc += 2 * ng  # global layers' attention/MLP gates
         warnings.append("Mllama vision tower counted from an estimate of its shapes")
         return embed + enc + 4 * hv + out * text_hidden + text_hidden
@@ -648,7 +659,8 @@ def facts_from_config(
     params_mtp = 0
     if n_mtp and layers:
         last = layers[moe_layers[-1]] if moe_layers else layers[-1]
-        params_mtp = n_mtp * (last.total() + 2 * H * H + 3 * H)
+        # each MTP module also stores its own embedding and shared head copies.
+        params_mtp = n_mtp * (last.total() + 2 * H * H + 3 * H + 2 * vocab * H)
 
     # ---- rotary caches ----
     max_pos = int(t.get("max_position_embeddings") or 2048)
@@ -679,6 +691,7 @@ def facts_from_config(
             scale = counted / params_total
             params_total = counted
             params_active = int(params_active * scale)
+            layer_groups = []  # the generic layout is wrong: weights fall back to the count
 
     mm_tokens = config.get("mm_tokens_per_image")
     return ModelFacts(
@@ -741,7 +754,3 @@ def _gemma4_attention(t: _Text, a: _Arch, lay: _Layer, kind: LayerKind) -> None:
     lay.linear_in_rows += a.H + q
     lay.linear_out_rows += q + 2 * kv + a.H
     lay.rep_other += 2 * hd  # q/k norms
-
-
-def quantization_of(facts: ModelFacts) -> QuantizationFacts | None:
-    return facts.quantization

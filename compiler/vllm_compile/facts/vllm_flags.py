@@ -65,20 +65,42 @@ class Change:
 # bound every entry (present in the lower, absent from the higher, or the reverse).
 CHANGES: tuple[Change, ...] = (
     # vllm PR #20150 family (0.9.x): ModelConfig args built from the dataclass, store_true -> BooleanOptionalAction.
-    Change("0.9.0", "add", "--cuda-graph-sizes", note="SchedulerConfig.cuda_graph_sizes (0.9.0 release notes)"),
-    Change("0.10.0", "remove", "--enable-reasoning", note="reasoning is on whenever --reasoning-parser is set"),
+    Change(
+        "0.9.0", "add", "--cuda-graph-sizes", note="SchedulerConfig.cuda_graph_sizes (0.9.0 release notes)"
+    ),
+    Change(
+        "0.10.0", "remove", "--enable-reasoning", note="reasoning is on whenever --reasoning-parser is set"
+    ),
     Change("0.10.0", "remove", "--num-scheduler-steps", note="V0 multi-step scheduling removed"),
     Change("0.10.0", "remove", "--use-v2-block-manager", note="V0 block manager removed"),
     Change("0.10.2", "add", "--kv-cache-memory-bytes", note="CacheConfig.kv_cache_memory_bytes"),
-    Change("0.10.2", "add", "--enable-log-requests", note="replaces --disable-log-requests (deprecated in 0.10.2)"),
+    Change(
+        "0.10.2",
+        "add",
+        "--enable-log-requests",
+        note="replaces --disable-log-requests (deprecated in 0.10.2)",
+    ),
     # vllm PR #26016 (v0.11.1): new CompilationConfig flags; --cuda-graph-sizes deprecated as an alias.
     Change("0.11.1", "add", "--max-cudagraph-capture-size", note="vllm PR #26016"),
     Change("0.11.1", "rename", "--cuda-graph-sizes", new="--cudagraph-capture-sizes", note="vllm PR #26016"),
-    Change("0.11.0", "remove", "--max-seq-len-to-capture", note="CUDA graphs bounded by --max-cudagraph-capture-size"),
-    Change("0.11.0", "rename", "--guided-decoding-backend", new="--structured-outputs-config", note="structured outputs config"),
+    Change(
+        "0.11.0",
+        "remove",
+        "--max-seq-len-to-capture",
+        note="CUDA graphs bounded by --max-cudagraph-capture-size",
+    ),
+    Change(
+        "0.11.0",
+        "rename",
+        "--guided-decoding-backend",
+        new="--structured-outputs-config",
+        note="structured outputs config",
+    ),
     Change("0.11.0", "remove", "--task", note="use --runner / --convert (added 0.10.0)"),
     Change("0.11.0", "rename", "--override-pooler-config", new="--pooler-config"),
-    Change("0.12.0", "rename", "--disable-log-requests", new="--enable-log-requests", note="inverted meaning"),
+    Change(
+        "0.12.0", "rename", "--disable-log-requests", new="--enable-log-requests", note="inverted meaning"
+    ),
     Change("0.12.0", "remove", "--swap-space", note="V0 CPU swap removed"),
     Change("0.12.0", "remove", "--preemption-mode", note="V1 always recomputes"),
     Change("0.12.0", "remove", "--rope-scaling", note="use --hf-overrides"),
@@ -112,7 +134,12 @@ SETTING_FLAGS: dict[str, str] = {
 # Spellings vLLM refuses that configuration tools commonly write (the vLLM Config Wizard among them).
 VALUE_ALIASES: dict[str, dict[str, str]] = {
     "--dtype": {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
-    "--kv-cache-dtype": {"fp8_e4m3fn": "fp8_e4m3", "fp8_e5m2fnuz": "fp8_e5m2", "bf16": "bfloat16", "fp16": "float16"},
+    "--kv-cache-dtype": {
+        "fp8_e4m3fn": "fp8_e4m3",
+        "fp8_e5m2fnuz": "fp8_e5m2",
+        "bf16": "bfloat16",
+        "fp16": "float16",
+    },
 }
 
 
@@ -158,6 +185,9 @@ class FlagSet:
     flags: dict[str, Flag]
     strings: dict[str, Flag] = field(repr=False)  # every accepted option string -> its flag
     gone: dict[str, str] = field(repr=False)  # removed/renamed option -> explanation
+    # Between two carried releases: options of the next carried release whose first release we do not
+    # know. Accepted in extra_args (vLLM may have them), never emitted on our own.
+    maybe: dict[str, Flag] = field(default_factory=dict, repr=False)
 
     def get(self, name: str) -> Flag | None:
         return self.flags.get(name)
@@ -188,6 +218,7 @@ def flag_set(version: str) -> FlagSet:
     base = lower[-1]
     flags = dict(_load_file(base))
     gone: dict[str, str] = {}
+    maybe: dict[str, Flag] = {}
     if base != version:
         higher = [v for v in carried if _vkey(v) > vk]
         upper = _load_file(higher[0]) if higher else {}
@@ -204,16 +235,22 @@ def flag_set(version: str) -> FlagSet:
                 if ch.new not in flags:
                     src = upper.get(ch.new) or old
                     if src is not None:
-                        flags[ch.new] = Flag(**{**src.__dict__, "name": ch.new, "negation": None, "inverse": None})
+                        flags[ch.new] = Flag(
+                            **{**src.__dict__, "name": ch.new, "negation": None, "inverse": None}
+                        )
                 gone[ch.flag] = f"renamed to {ch.new} in vLLM {ch.version}"
+        known = _strings(flags)
+        maybe = {s: f for s, f in _strings(upper).items() if s not in known and s not in gone}
     else:
         # Exact file: explain flags that later/earlier files know under another name.
         for ch in CHANGES:
             if ch.flag not in flags and ch.kind in ("remove", "rename") and _vkey(ch.version) <= vk:
                 gone[ch.flag] = (
-                    f"renamed to {ch.new} in vLLM {ch.version}" if ch.kind == "rename" else f"removed in vLLM {ch.version}"
+                    f"renamed to {ch.new} in vLLM {ch.version}"
+                    if ch.kind == "rename"
+                    else f"removed in vLLM {ch.version}"
                 )
-    return FlagSet(version, base, base == version, flags, _strings(flags), gone)
+    return FlagSet(version, base, base == version, flags, _strings(flags), gone, maybe)
 
 
 def _normalise_option(token: str) -> tuple[str, str | None]:
@@ -222,12 +259,13 @@ def _normalise_option(token: str) -> tuple[str, str | None]:
     if "=" in token:
         token, value = token.split("=", 1)
     if token.startswith("--"):
-        head = token[2:].split(".", 1)[0]  # --compilation-config.level: a JSON sub-key of --compilation-config
+        # --compilation-config.level: a JSON sub-key of --compilation-config
+        head = token[2:].split(".", 1)[0]
         token = "--" + head.replace("_", "-")
     return token, value
 
 
-def _is_option(token: str) -> bool:
+def is_option(token: str) -> bool:
     if not token.startswith("-") or token == "-":
         return False
     try:
@@ -251,13 +289,15 @@ def check_args(version: str, args: list[str]) -> list[str]:
         if not isinstance(token, str):
             errors.append(f"argument {token!r} is not a string")
             continue
-        if not _is_option(token):
+        if not is_option(token):
             errors.append(f"unexpected argument {token!r}: extra arguments are flags (--name value)")
             continue
         option, inline = _normalise_option(token)
-        flag = fs.lookup(option)
+        flag = fs.lookup(option) or fs.maybe.get(option)
         if flag is None:
             errors.append(_unknown(fs, option))
+            while i < len(args) and not is_option(args[i]):
+                i += 1  # the unknown flag's values
             continue
         if flag.is_bool:
             if inline is not None:
@@ -267,15 +307,20 @@ def check_args(version: str, args: list[str]) -> list[str]:
         if inline is not None:
             values.append(inline)
         elif flag.nargs in ("+", "*"):
-            while i < len(args) and not _is_option(args[i]):
+            while i < len(args) and not is_option(args[i]):
                 values.append(args[i])
                 i += 1
-        elif i < len(args) and not _is_option(args[i]):
+        elif i < len(args) and not is_option(args[i]):
             values.append(args[i])
             i += 1
         if not values and flag.takes_value is True and flag.nargs not in ("*", "?"):
             errors.append(f"{option} needs a value in vLLM {version}")
             continue
+        for v in values:
+            fixed = VALUE_ALIASES.get(flag.name, {}).get(v)
+            if fixed:
+                errors.append(f"{option} {v!r} is refused by vLLM; did you mean {fixed!r}?")
+        values = [v for v in values if v not in VALUE_ALIASES.get(flag.name, {})]
         if flag.choices is not None:
             allowed = {str(c) for c in flag.choices if c is not None}
             errors.extend(
@@ -289,9 +334,25 @@ def check_args(version: str, args: list[str]) -> list[str]:
 def _unknown(fs: FlagSet, option: str) -> str:
     if option in fs.gone:
         return f"unknown flag {option} for vLLM {fs.version}: {fs.gone[option]}"
-    close = difflib.get_close_matches(option, list(fs.strings), n=1, cutoff=0.6)
+    later = _first_release(option, fs.version)
+    if later:
+        return f"unknown flag {option} for vLLM {fs.version}: {later}"
+    close = difflib.get_close_matches(option, [*fs.strings, *fs.maybe], n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"unknown flag {option} for vLLM {fs.version}{hint}"
+
+
+def _first_release(option: str, version: str) -> str | None:
+    """Where a later release accepts `option`: its first release (CHANGES), else the next carried file."""
+    vk = _vkey(version)
+    for ch in sorted(CHANGES, key=lambda c: _vkey(c.version)):
+        target = ch.new if ch.kind == "rename" else ch.flag
+        if ch.kind != "remove" and target == option and _vkey(ch.version) > vk:
+            return f"first in vLLM {ch.version}"
+    for v in carried_versions():
+        if _vkey(v) > vk and option in _strings(_load_file(v)):
+            return f"vLLM {v} has it"
+    return None
 
 
 def normalise_value(flag_name: str, value: Any) -> Any:
@@ -400,12 +461,16 @@ def plan_settings(plan: Plan) -> list[Setting]:
     for field_name, flag_name in SETTING_FLAGS.items():
         value = getattr(engine, field_name)
         decision = plan.decisions.get(field_name)
-        wanted = (
-            field_name in ALWAYS
-            or (field_name in WHEN_PARALLEL and isinstance(value, int) and value > 1)
-            or (decision is not None and decision.by in EMITTED_BY)
-        )
+        if field_name in WHEN_PARALLEL:
+            wanted = value > 1
+        else:
+            wanted = field_name in ALWAYS or (decision is not None and decision.by in EMITTED_BY)
         if wanted and value is not None:
+            if field_name == "max_cudagraph_capture_size" and _cap_as_sizes(plan, version):
+                # Before --max-cudagraph-capture-size (0.11.1), a single --cuda-graph-sizes value was the cap
+                # from which vLLM filled in the sizes (config.py _set_cudagraph_sizes, len(sizes) == 1).
+                add("--cudagraph-capture-sizes", [value])
+                continue
             add(flag_name, value)
     if profile.model.trust_remote_code:
         add("--trust-remote-code", True)
@@ -417,6 +482,17 @@ def plan_settings(plan: Plan) -> list[Setting]:
     return out
 
 
+def _cap_as_sizes(plan: Plan, version: str) -> bool:
+    fs = flag_set(version)
+    sizes = plan.decisions.get("cudagraph_capture_sizes")
+    explicit = sizes is not None and sizes.by in EMITTED_BY and plan.engine.cudagraph_capture_sizes
+    return (
+        resolve_flag(fs, "--max-cudagraph-capture-size") is None
+        and resolve_flag(fs, "--cudagraph-capture-sizes") is not None
+        and not explicit
+    )
+
+
 def gpus_per_node(plan: Plan) -> int:
     return plan.resolved.profile.hardware.gpus_per_node or plan.resolved.gpu.gpus_per_node
 
@@ -424,6 +500,11 @@ def gpus_per_node(plan: Plan) -> int:
 def spans_nodes(plan: Plan) -> bool:
     """One replica needs more GPUs than one node has: vLLM runs over a Ray cluster."""
     return plan.engine.gpus_per_replica > gpus_per_node(plan)
+
+
+def gpus_per_server(plan: Plan) -> int:
+    """GPUs one `vllm serve` process group uses: TP x PP, times DP when it runs inside the server."""
+    return plan.engine.total_gpus
 
 
 def plan_argv(plan: Plan) -> list[str]:

@@ -5,7 +5,7 @@ The table of releases lives in `facts/vllm_versions.py`; flags per release in `f
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class BatchDefaults(BaseModel):
@@ -34,3 +34,21 @@ class VllmVersion(BaseModel):
     prefix_caching_default: bool = True
     chunked_prefill_default: bool = True
     source: str = ""
+    # --- added by helper "gpu" (all optional; see facts/data/vllm_versions.json for the sources) ---
+    v0_available: bool = False  # can VLLM_USE_V1=0 still select the V0 engine?
+    # How get_batch_defaults picks a tier: "mem70" (>=70 GiB) or "mem160" (>=160 GiB, then >=70 GiB).
+    batch_rule: str = "mem160"
+    batch_excluded_names: list[str] = Field(default_factory=lambda: ["a100"])  # kept out of the >=70 GiB tier
+    # The same tiers for the offline `LLM` class (UsageContext.LLM_CLASS); None = as `vllm serve`.
+    batch_large_offline: BatchDefaults | None = None
+    batch_70g_offline: BatchDefaults | None = None
+    batch_small_offline: BatchDefaults | None = None
+    # VllmConfig._set_cudagraph_sizes era: fixed512 | seqs2_step8 | seqs2_stride16 | seqs2q_stride16.
+    cudagraph_rule: str = "seqs2q_stride16"
+    cudagraph_capture_ceiling_sm100: int = 512  # the cap on data-center Blackwell (compute capability 10.x)
+    cudagraph_append_batch_sizes: bool = False  # off-stride max_num_batched_tokens / max_num_seqs appended
+    performance_mode: bool = False  # --performance-mode exists (throughput doubles the batch defaults)
+    mla_block_size_sm90: int = 16  # default block size of the MLA backend vLLM picks on Hopper
+    mla_block_size_sm100: int = 16  # ... on data-center Blackwell
+    sources: dict[str, str] = Field(default_factory=dict)  # field -> where its value comes from
+    note: str = ""  # e.g. "0.19.1 is not in the table; using 0.19.0"

@@ -61,9 +61,7 @@ def kv_heads_per_rank(num_kv_heads: int, tp: int) -> int:
     if tp < 1:
         raise KvCacheError(f"tensor_parallel_size must be >= 1, got {tp}")
     if num_kv_heads >= tp and num_kv_heads % tp != 0:
-        raise KvCacheError(
-            f"{num_kv_heads} KV heads cannot be split evenly over tensor_parallel_size={tp}"
-        )
+        raise KvCacheError(f"{num_kv_heads} KV heads cannot be split evenly over tensor_parallel_size={tp}")
     if num_kv_heads < tp and tp % num_kv_heads != 0:
         raise KvCacheError(
             f"tensor_parallel_size={tp} must be a multiple of the {num_kv_heads} KV heads to replicate them"
@@ -197,7 +195,9 @@ def blocks_per_request(group: KvGroup, max_model_len: int, block_size: int, in_f
     return ceil(max_model_len / block_size)
 
 
-def request_bytes(groups: list[KvGroup], specs: list[LayerSpec], max_model_len: int, block_size: int, in_flight: int) -> int:
+def request_bytes(
+    groups: list[KvGroup], specs: list[LayerSpec], max_model_len: int, block_size: int, in_flight: int
+) -> int:
     """Bytes one max_model_len request needs, summed per layer (`max_memory_usage_bytes` over layers)."""
     total = 0
     for s in specs:
@@ -205,7 +205,9 @@ def request_bytes(groups: list[KvGroup], specs: list[LayerSpec], max_model_len: 
         if s.kind == "mamba":
             total += s.bytes_per_token
         else:
-            total += blocks_per_request(g, max_model_len, block_size, in_flight) * block_size * s.bytes_per_token
+            total += (
+                blocks_per_request(g, max_model_len, block_size, in_flight) * block_size * s.bytes_per_token
+            )
     return total
 
 
@@ -216,14 +218,24 @@ def num_blocks(available_bytes: int, block_bytes: int) -> int:
     return available_bytes // block_bytes
 
 
-def max_concurrency(blocks: int, groups: list[KvGroup], max_model_len: int, block_size: int, in_flight: int) -> float:
+def max_concurrency(
+    blocks: int, groups: list[KvGroup], max_model_len: int, block_size: int, in_flight: int
+) -> float:
     """`get_max_concurrency_for_kv_cache_config`: blocks / blocks one max_model_len request needs."""
     per_request = sum(blocks_per_request(g, max_model_len, block_size, in_flight) for g in groups)
     return blocks / per_request if per_request else 0.0
 
 
-def kv_tokens(blocks: int, groups: list[KvGroup], max_model_len: int, block_size: int, in_flight: int, *, formula: str = "blocks") -> int:
-    """"GPU KV cache size: N tokens" (`_report_kv_cache_config`).
+def kv_tokens(
+    blocks: int,
+    groups: list[KvGroup],
+    max_model_len: int,
+    block_size: int,
+    in_flight: int,
+    *,
+    formula: str = "blocks",
+) -> int:
+    """ "GPU KV cache size: N tokens" (`_report_kv_cache_config`).
 
     `blocks` (vLLM <= 0.2x): num_blocks // num_groups * block_size; `concurrency` (newer): int(concurrency x L).
     """
@@ -291,7 +303,7 @@ def plan_kv_cache(
     avail = list(available_bytes)
     if engine.kv_cache_memory_bytes is not None:
         avail = [engine.kv_cache_memory_bytes] * len(stages)
-    blocks = [num_blocks(a, s.block_bytes) for a, s in zip(avail, stages)]
+    blocks = [num_blocks(a, s.block_bytes) for a, s in zip(avail, stages, strict=True)]
     binding = min(range(len(stages)), key=lambda i: (blocks[i], -i))
     n = blocks[binding]
     if engine.num_gpu_blocks_override is not None:

@@ -35,9 +35,9 @@ class MemoryTerms:
     # "GPU KV cache size" formula in `_report_kv_cache_config`: blocks // groups x block_size, or
     # int(max_concurrency x max_model_len).
     tokens_formula: str
-    # Scheduled steps a sliding-window request may hold beyond its window (SlidingWindowSpec
-    # max_memory_usage_bytes: one step of max_num_batched_tokens up to 0.2x).
-    sw_in_flight_batches: int
+    # Sliding-window requests may hold pp + 1 scheduled steps beyond the window (V2 runner, async
+    # scheduling) instead of one step of max_num_batched_tokens (SlidingWindowSpec up to 0.2x).
+    sw_in_flight_async: bool
     source: str
 
 
@@ -56,22 +56,23 @@ class MemoryTerms:
 #  - NCCL 1.77 + 0.05/peer GiB: TP2 0.19.0 entries (2.07-2.09 - 0.25) and llama4-scout-h100-tp4-v019
 #    (2.17 - 0.25); vllm-project/vllm#10511 shows the same jump (1.79 -> 3.58 GiB) at TP2 in V0.
 #  - tokens formula: `num_blocks // len(kv_cache_groups) * min_block_size` in 0.19 (calib gemma3/gpt-oss
-#    entries reproduce it exactly); int(max_concurrency x max_model_len) in 0.33.0
-#    (reference/vllm_memory_model.md 2.4).
+#    entries reproduce it exactly); int(max_concurrency x max_model_len) by 0.24.0 (odd token count in
+#    calib qwen36-35b-a3b-nvfp4-rtx5090-len128k-v024) and in 0.33.0 (reference/vllm_memory_model.md 2.4).
 #  - in-flight steps for sliding windows: `max_num_batched_tokens` in 0.19 (SlidingWindowSpec); pp+1 with
 #    async scheduling in 0.33.0 (reference 2.4), which only matters when window + steps < max_model_len.
 _ROWS: tuple[MemoryTerms, ...] = (
-    MemoryTerms("0.0.0", "V0", 3.11, 0.085, 0.25, 0.25, 0.0, 0.0, "blocks", 1,
+    MemoryTerms("0.0.0", "V0", 3.11, 0.085, 0.25, 0.25, 0.0, 0.0, "blocks", False,
                 "V0 worker.py determine_num_available_blocks; calib V0 entries (pr10511, #15815, #13882)"),
-    MemoryTerms("0.8.0", "V1", 8.93, 0.085, 0.13, 0.07, 1.77, 0.05, "blocks", 1,
+    MemoryTerms("0.8.0", "V1", 8.93, 0.085, 0.13, 0.07, 1.77, 0.05, "blocks", False,
                 "V1 default engine from 0.8.0; sampler/non-torch as measured on 0.11.0 (llm-d planner)"),
-    MemoryTerms("0.17.0", "V1", 3.11, 0.085, 0.13, 0.07, 1.77, 0.05, "blocks", 1,
+    MemoryTerms("0.17.0", "V1", 3.11, 0.085, 0.13, 0.07, 1.77, 0.05, "blocks", False,
                 "0.17.0: smaller dummy-sampler peak (llm-d planner version sweep)"),
-    MemoryTerms("0.18.0", "V1", 3.11, 0.085, 0.25, 0.07, 1.77, 0.05, "blocks", 1,
+    MemoryTerms("0.18.0", "V1", 3.11, 0.085, 0.25, 0.07, 1.77, 0.05, "blocks", False,
                 "0.18.0: non-torch 0.25 GiB at TP1 (llm-d planner version sweep, 0.19.0 logs)"),
-    MemoryTerms("0.25.0", "V1", 3.11, 0.085, 0.25, 0.07, 1.77, 0.05, "concurrency", 2,
-                "KV tokens = int(concurrency x L) and V2 runner in-flight steps as read in 0.33.0; "
-                "assumed from 0.25 (no log before 0.33 shows the new formula)"),
+    MemoryTerms("0.21.0", "V1", 3.11, 0.085, 0.25, 0.07, 1.77, 0.05, "concurrency", True,
+                "KV tokens = int(concurrency x L) (vllm-project/vllm#40691, fixed after 0.19.0; 0.24.0 logs "
+                "print it: calib qwen36-35b-a3b-nvfp4-rtx5090-len128k-v024) and pp+1 in-flight steps as read "
+                "in 0.33.0; assumed from 0.21.0"),
 )  # fmt: skip
 
 
@@ -98,9 +99,10 @@ def gib_bytes(x: float) -> int:
 
 # CUDA graph pool estimate where the version deducts it before the KV cache (default since 0.21.0:
 # "CUDA graph memory profiling is enabled (default since v0.21.0)", reference/vllm_memory_model.md 1).
-# Fitted on vLLM's own "(estimated)" figures of the 0.19.0 calibration logs (22 entries: 0.49-1.69 GiB):
-# a fixed pool plus a part per layer on the GPU, more with custom all-reduce (TP >= 2) and MoE.
-CUDA_GRAPH_BASE_GIB = 0.40
-CUDA_GRAPH_PER_LAYER_GIB = 0.0125
-CUDA_GRAPH_TP_GIB = 0.55
-CUDA_GRAPH_MOE_GIB = 0.35
+# Least-squares fit on vLLM's own "CUDA graph pool memory: ... (estimated)" figures of the 25 0.19.0
+# calibration logs (0.49-1.69 GiB; mean absolute error of the fit 0.17 GiB): a fixed pool, a part per
+# decoder layer on the GPU, more with custom all-reduce (TP >= 2) and with MoE layers.
+CUDA_GRAPH_BASE_GIB = 0.50
+CUDA_GRAPH_PER_LAYER_GIB = 0.0094
+CUDA_GRAPH_TP_GIB = 0.36
+CUDA_GRAPH_MOE_GIB = 0.12

@@ -24,13 +24,37 @@ from ..facts.model_facts import ModelFacts
 # H100/A100 reach ~0.8-0.9 of datasheet bandwidth on streaming reads; vLLM decode steps land lower
 # (many small kernels): the controlled single-request TPOTs put it near 0.7.
 BW_EFF = 0.70
+# ROCm builds of vLLM reach a smaller share of MI300-class HBM (the AMD entries of the calibration set,
+# TP 1 and TP 8, dense and MoE, land near 0.5; microbenchmarks reach ~0.8 of 5.3 TB/s on MI300X).
+BW_EFF_VENDOR = {"nvidia": BW_EFF, "amd": 0.50}
 # Achieved share of dense tensor-core peak in prefill / large-batch GEMMs (MFU). vLLM prefill MFU
-# is typically 40-60%; the controlled TTFT and throughput entries sit near 0.5.
-COMPUTE_EFF = 0.50
+# is typically 40-60% in steady GEMMs; chunked steps and small prompts lower it, and the controlled
+# TTFT and long-prompt entries sit near 0.4.
+COMPUTE_EFF = 0.40
+# Per-request latency outside the engine steps, paid once before the first token: the API server's
+# HTTP handling, chat templating and tokenisation, the hand-off to the engine core process and the
+# first streamed chunk. The controlled single-request TTFTs sit 10-40 ms above their prefill time.
+REQUEST_OVERHEAD_S = 20e-3
 # Per-step host overhead with CUDA graphs: scheduling, input preparation, sampling, detokenize and
 # the output path of vLLM V1. Controlled single-request TPOTs of small models (where weights take
 # ~1-3 ms) leave ~2 ms per step.
-STEP_OVERHEAD_S = 2.0e-3
+STEP_OVERHEAD_S = 1.5e-3
+# Host time per running sequence per step (input preparation, sampling, detokenisation, output
+# objects). V1's persistent batch and async output keep it small; V0 rebuilt Python metadata for
+# every sequence every step (vLLM blog "vLLM V1", 2025-01: CPU overhead was V0's bottleneck). The
+# V0 value comes from the V0-era large-batch throughput entries (0.5-0.7), V1's from the V1 ones.
+HOST_PER_SEQ_S = {"V0": 250e-6, "V1": 15e-6}
+# Minimum GPU time per decoder layer per step even when its kernels move few bytes: ~10 kernels of a
+# few microseconds each (norms, rotary, attention, activation). An MoE layer adds routing, top-k,
+# token permute/unpermute and the grouped GEMMs (~15 more kernels).
+LAYER_FLOOR_S = 20e-6
+# Share of the dense bandwidth roofline the fused-MoE kernels reach when reading expert weights
+# (vllm/model_executor/layers/fused_moe: a grouped GEMM over experts with few tokens each; vLLM PRs
+# #3692/#4002 gained 1.3-2x just by tuning its tiles). The MoE entries of the calibration set
+# (DeepSeek-R1, Qwen3-30B-A3B, gpt-oss-20b; 12 entries) sit near 0.5. Prefill GEMMs with many
+# tokens per expert are compute-bound and keep the dense efficiency.
+MOE_EFF = 0.5
+MOE_LAYER_FLOOR_S = 60e-6
 # Extra host time per decoder layer per step when running eager (no CUDA graphs): ~10 kernel launches
 # at ~5 us each (CUDA launch latency, NVIDIA CUDA C++ Best Practices Guide) - the cost graphs remove.
 EAGER_PER_LAYER_S = 50e-6
@@ -82,9 +106,11 @@ class ModelShape:
     lm_head_bytes: float  # read every step (the embedding lookup itself reads only the batch's rows)
     expert_bytes: float  # routed experts: a step reads only the experts its tokens touch
     active_params: float  # multiply-accumulates per token (x2 = FLOPs), embedding lookup excluded
+    active_expert_params: float  # the routed-expert part of active_params
     num_experts: int
     experts_per_tok: int
     num_layers: int
+    num_moe_layers: int
     hidden: int
     attn_dim: float  # query heads x head dim (attention FLOPs per token per context token / 4)
     kv_bytes_full: float  # KV bytes per token per layer-set of full-attention layers (one rank)
@@ -159,9 +185,11 @@ def model_shape(
         lm_head_bytes=head_elems * head_b,
         expert_bytes=experts * qb,
         active_params=active,
+        active_expert_params=experts * k / e if e else 0.0,
         num_experts=e,
         experts_per_tok=k,
         num_layers=model.num_hidden_layers,
+        num_moe_layers=n_moe,
         hidden=h,
         attn_dim=float(model.num_attention_heads * model.head_dim),
         kv_bytes_full=full,
@@ -183,7 +211,9 @@ def touched_expert_fraction(num_experts: int, k: int, tokens: float) -> float:
 @dataclass(frozen=True)
 class Hardware:
     bw: float  # bytes/s, one GPU
+    bw_eff: float  # achieved share of it in decode
     peak: float  # FLOP/s, one GPU, in the GEMM dtype
+    peak16: float  # FLOP/s in bf16/fp16 (attention)
     link_bw: float  # bytes/s one direction for TP all-reduce
     allreduce_lat: float
     p2p_lat: float
@@ -210,7 +240,9 @@ def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node
         p2p_lat, p2p_bw = P2P_LAT_NODE_S, link
     return Hardware(
         bw=gpu.memory_bandwidth_gbps * 1e9,
+        bw_eff=BW_EFF_VENDOR.get(gpu.vendor, BW_EFF),
         peak=peak * 1e12,
+        peak16=(gpu.fp16_tflops if dtype == "float16" else gpu.bf16_tflops) * 1e12,
         link_bw=link,
         allreduce_lat=lat,
         p2p_lat=p2p_lat,
@@ -228,6 +260,7 @@ class StepModel:
     pp: int
     eager: bool
     graph_max_batch: int  # decode batches above the largest captured size run eager
+    engine: str = "V1"  # vLLM engine generation: its host cost per sequence differs
     act_bytes: float = 2.0  # activation element size on the wire (bf16/fp16)
 
     def step_time(self, decode: float, ctx: float, prefill: float = 0.0, prefill_ctx: float = 0.0) -> float:
@@ -250,16 +283,22 @@ class StepModel:
             return 0.0
         # Bytes one rank reads for the whole model (every stage in turn).
         frac = touched_expert_fraction(s.num_experts, s.experts_per_tok, tokens)
-        weights = (s.body_bytes + s.lm_head_bytes + s.expert_bytes * frac) / tp
-        kv_tokens_full = ctx_mb + p_mb * prefill_ctx
+        # Routed experts go through the fused-MoE kernels, which reach a smaller share of the roofline.
+        weights = (s.body_bytes + s.lm_head_bytes + s.expert_bytes * frac / MOE_EFF) / tp
+        # Attention reads each context token's KV once per step: the decoders' contexts, and for a
+        # prefill chunk the prompt so far (flash attention tiles queries over one pass of the keys).
+        pf_ctx = prefill_ctx + p_mb / 2 if p_mb else 0.0
+        kv_tokens_full = ctx_mb + pf_ctx
         per_req_ctx = ctx_mb / d_mb if d_mb else 0.0
-        kv_tokens_win = d_mb * min(per_req_ctx, s.window) + p_mb * min(prefill_ctx, s.window)
+        kv_tokens_win = d_mb * min(per_req_ctx, s.window) + min(pf_ctx, s.window)
         kv = kv_tokens_full * s.kv_bytes_full + kv_tokens_win * s.kv_bytes_window
-        t_mem = (weights + kv) / (BW_EFF * self.hw.bw)
+        t_mem = (weights + kv) / (self.hw.bw_eff * self.hw.bw)
         # FLOPs one rank does: 2 x active params per token, attention 4 x attn_dim per (query, key).
+        # Attention runs in 16 bit whatever the weights are (FlashAttention/FlashInfer on bf16 Q/K/V).
         attn_keys = ctx_mb + p_mb * prefill_ctx
-        flops = (2 * s.active_params * tokens + 4 * s.attn_dim * s.num_layers * attn_keys) / tp
-        t_cmp = flops / (COMPUTE_EFF * self.hw.peak)
+        gemm = 2 * s.active_params * tokens / tp
+        attn = 4 * s.attn_dim * s.num_layers * attn_keys / max(1.0, min(tp, s.attn_dim))
+        t_cmp = gemm / (COMPUTE_EFF * self.hw.peak) + attn / (COMPUTE_EFF * self.hw.peak16)
         t = max(t_mem, t_cmp)
         if tp > 1:
             # Two all-reduces per layer (attention out, MLP out), ring: 2(tp-1)/tp of the message.
@@ -271,7 +310,9 @@ class StepModel:
         # Host overhead: once per token step. vLLM V1 captures graphs by token count; a step with more
         # tokens than the largest captured size runs eager, paying launches on every layer.
         eager = self.eager or decode + prefill > self.graph_max_batch
-        return t + STEP_OVERHEAD_S + (EAGER_PER_LAYER_S * s.num_layers if eager else 0.0)
+        host = STEP_OVERHEAD_S + HOST_PER_SEQ_S[self.engine] * (decode + (1 if prefill else 0))
+        floor = s.num_layers * LAYER_FLOOR_S + s.num_moe_layers * MOE_LAYER_FLOOR_S
+        return t + floor + host + (EAGER_PER_LAYER_S * s.num_layers if eager else 0.0)
 
     def prefill_time(self, tokens: float, budget: float) -> float:
         """Seconds to prefill one prompt alone, in chunks of at most `budget` tokens."""

@@ -1,0 +1,277 @@
+"""Accuracy of the performance model against real vLLM benchmarks.
+
+Reads ../shared/calibration/perf_observations.yaml (beside the repo) and the model configs in
+../shared/reference/models, replays every `controlled` entry through the same step model and batching
+simulator the planner uses, and prints per-entry errors and a summary (median absolute error per
+metric). A script, not a test: `python bench/perf_accuracy.py [--all] [--json]`.
+
+How each benchmark kind is replayed:
+- serving, request_rate inf, no client cap: all prompts at t=0 (a burst); with max_concurrency: the
+  client keeps that many in flight (closed loop); with a finite rate: seeded Poisson arrivals.
+- throughput (benchmark_throughput / offline LLM): all prompts at once; tokens/s is input+output.
+- latency (benchmark_latency): one batch of batch_size prompts; avg_latency_s is the batch's time;
+  lengths left unstated are the script's defaults then (--input-len 32 --output-len 128).
+Caveats from the entries are honoured: a stated prefix-cache hit rate is applied to the prompt; TTFTs
+the source marks as reduced by cache hits are reported but left out of the TTFT summary; TTFT targets
+apply at concurrency <= 4 (at higher load with request_rate=inf TTFT is queueing, not prefill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vllm_compile.facts.gpus import resolve_gpu
+from vllm_compile.facts.model_config import facts_from_config
+from vllm_compile.facts.model_facts import ModelFacts, QuantizationFacts
+from vllm_compile.passes import perf_model as pm
+from vllm_compile.passes.batching_sim import mean, poisson_arrivals, simulate
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+OBS = SHARED / "calibration" / "perf_observations.yaml"
+MODELS = SHARED / "reference" / "models"
+
+# Observation model -> (reference config dir, quantization override, kv cache dtype). Where the exact
+# checkpoint's config is not in the reference set, a config of the same architecture stands in.
+MODEL_MAP: dict[str, tuple[str, str | None, str]] = {
+    "Qwen/Qwen2-7B-Instruct": ("Qwen--Qwen2.5-7B-Instruct", None, "auto"),  # same shapes as Qwen2-7B
+    "Qwen/Qwen2.5-32B": ("Qwen--Qwen2.5-32B", None, "auto"),
+    "Qwen/QwQ-32B": ("Qwen--Qwen2.5-32B", None, "auto"),  # QwQ-32B is a Qwen2.5-32B fine-tune
+    "meta-llama/Llama-3.1-405B-FP8": ("meta-llama--Meta-Llama-3.1-405B", "fp8", "auto"),
+    "amd/Llama-3.1-405B-Instruct-FP8-KV": ("meta-llama--Meta-Llama-3.1-405B", "fp8", "fp8"),
+    "amd/Llama-3.1-70B-Instruct-FP8-KV": ("meta-llama--Llama-3.1-70B-Instruct", "fp8", "fp8"),
+    "amd/Llama-3.3-70B-Instruct-FP8-KV": ("meta-llama--Llama-3.3-70B-Instruct", "fp8", "fp8"),
+    "deepseek-ai/DeepSeek-R1": ("deepseek-ai--DeepSeek-R1", None, "auto"),
+    "Qwen/Qwen3-30B-A3B-FP8": ("Qwen--Qwen3-30B-A3B", "fp8", "fp8"),
+    "meta-llama/Meta-Llama-3-8B": ("meta-llama--Meta-Llama-3-8B", None, "auto"),
+    "openai/gpt-oss-20b": ("openai--gpt-oss-20b", None, "auto"),
+    "neuralmagic/Llama-3.2-3B-Instruct-FP8": ("meta-llama--Llama-3.2-3B-Instruct", "fp8", "auto"),
+    "neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8": ("meta-llama--Llama-3.1-8B-Instruct", "fp8", "auto"),
+}
+GPU_MAP = {
+    "NVIDIA A100 80GB": "A100 80GB",
+    "NVIDIA H100 SXM": "H100",
+    "NVIDIA H100 PCIe": "H100 PCIe",
+    "NVIDIA H100 (form": "H100",
+    "NVIDIA H200": "H200",
+    "NVIDIA B200": "B200",
+    "AMD MI300X": "MI300X",
+    "AMD MI355X": "MI355X",
+}
+GIB = 1 << 30
+
+
+def _num(x: Any) -> float | None:
+    try:
+        return float(str(x).split()[0])
+    except (TypeError, ValueError):
+        return None
+
+
+def _version(v: Any) -> tuple[int, int]:
+    m = re.search(r"(\d+)\.(\d+)", str(v or ""))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 10)
+
+
+def load_model(name: str) -> tuple[ModelFacts, str | None, str] | None:
+    if name not in MODEL_MAP:
+        return None
+    folder, quant, kv = MODEL_MAP[name]
+    cfg = json.loads((MODELS / folder / "config.json").read_text())
+    facts = facts_from_config(cfg, model_id=name, source="local")
+    if quant and facts.quantization is None:
+        facts = facts.model_copy(update={"quantization": QuantizationFacts(method=quant, bits=8)})
+    return facts, quant, kv
+
+
+def batch_defaults(o: dict[str, Any], gpu_mib: float, offline: bool) -> tuple[int, int, bool]:
+    """max_num_seqs, max_num_batched_tokens, chunked prefill, as that release's engine defaults
+    (vllm/engine/arg_utils.py get_batch_defaults; V0 before 0.8 schedules whole prompts)."""
+    ver = _version(o.get("vllm_version"))
+    mns = _num(o.get("max_num_seqs"))
+    mnbt = _num(o.get("max_num_batched_tokens"))
+    big = gpu_mib >= 70 * 1024 and "A100" not in str(o.get("gpu_class"))
+    if ver < (0, 8):
+        d_mns, d_mnbt, chunked = 256, 1 << 20, False
+    elif ver >= (0, 10) and big:
+        d_mns, d_mnbt, chunked = 1024, 16384 if offline else 8192, True
+    else:
+        d_mns, d_mnbt, chunked = 256, 8192 if offline else 2048, True
+    return int(mns or d_mns), int(mnbt or d_mnbt), chunked
+
+
+def replay(o: dict[str, Any]) -> dict[str, Any] | None:
+    loaded = load_model(o["model"])
+    gpu_name = next((v for k, v in GPU_MAP.items() if str(o.get("gpu_class", "")).startswith(k)), None)
+    if loaded is None or gpu_name is None:
+        return None
+    model, quant, kv_dtype = loaded
+    gpu = resolve_gpu(gpu_name)
+    tp = int(o.get("tensor_parallel_size") or 1)
+    pp = int(o.get("pipeline_parallel_size") or 1)
+    dtype = "bfloat16" if model.dtype in ("bfloat16", "float32") else model.dtype
+    method = quant or (model.quantization.method if model.quantization else None)
+    shape = pm.model_shape(model, dtype=dtype, quantization=method, kv_cache_dtype=kv_dtype, tp=tp)
+    hw = pm.hardware(gpu, dtype=dtype, fp8_compute=shape.fp8_compute, tp=tp, multi_node_pp=False)
+    engine = "V0" if _version(o.get("vllm_version")) < (0, 8) else "V1"
+    sm = pm.StepModel(shape=shape, hw=hw, tp=tp, pp=pp, eager=False, graph_max_batch=512, engine=engine)
+    # KV capacity: 0.9 of memory less this rank's weights and ~3 GiB of activations/graphs.
+    per_rank_kv = (shape.kv_bytes_full + shape.kv_bytes_window) / pp
+    free = gpu.memory_bytes * 0.9 - shape.weight_bytes / (tp * pp) - 3 * GIB
+    kv_tokens = int(max(free, GIB) / max(per_rank_kv, 1.0))
+
+    bench = str(o["benchmark"])
+    is_lat, is_thr = bench.startswith("latency"), bench.startswith("throughput")
+    p_len = int(_num(o.get("input_len")) or (32 if is_lat else 0))
+    g_len = int(_num(o.get("output_len")) or (128 if is_lat else 0))
+    if not p_len or not g_len:
+        return None
+    mns, mnbt, chunked = batch_defaults(o, gpu.memory_bytes / (1 << 20), offline=is_thr or is_lat)
+    if not chunked:
+        mnbt = max(mnbt, p_len)
+    notes = str((o.get("observed") or {}).get("notes") or "")
+    hit = re.search(r"hit rate ~?(\d+)-(\d+)%", notes)
+    cached = (int(hit.group(1)) + int(hit.group(2))) / 200 if hit else 0.0
+    rr = _num(o.get("request_rate"))
+    mc = _num(o.get("max_concurrency"))
+    n = int(_num(o.get("num_prompts")) or 0)
+    arrivals = None
+    if is_lat:
+        n = int(_num(o.get("batch_size")) or 1)
+    elif is_thr:
+        n = n or 1000  # benchmark_throughput's default --num-prompts then
+    elif "custom streaming client" in bench:
+        n = max(4 * int(mc or 1), 8)  # a closed-loop phase: many rounds of `mc` requests
+    if rr and not is_thr and not is_lat:
+        arrivals = poisson_arrivals(n, rr, seed=0)
+    conc = int(mc) if mc else n
+    res = simulate(
+        sm,
+        prompts=[p_len] * n,
+        gens=[g_len] * n,
+        arrivals=arrivals,
+        max_concurrency=int(mc) if mc else None,
+        max_num_seqs=mns,
+        max_num_batched_tokens=mnbt,
+        kv_tokens=kv_tokens,
+        cached_prompt_fraction=cached,
+    )
+    pred: dict[str, float] = {
+        "tpot_ms": mean(res.tpot_s) * 1e3,
+        "ttft_ms": mean(res.ttft_s) * 1e3,
+        "output_tok_s": res.output_tok_s,
+        "total_tok_s": res.total_tok_s,
+        "request_rps": res.request_rps,
+        "avg_latency_s": res.duration_s,
+    }
+    obs = o.get("observed") or {}
+    ttft_caveat = bool(re.search(r"TTFT (is optimistic|may be reduced)", notes)) or "prefix-cache" in notes
+    return {
+        "id": o["id"],
+        "kind": "latency" if is_lat else "throughput" if is_thr else "serving",
+        "concurrency": conc,
+        "pred": pred,
+        "obs": {
+            "tpot_ms": obs.get("mean_tpot_ms"),
+            "ttft_ms": obs.get("mean_ttft_ms"),
+            "output_tok_s": obs.get("output_tok_s"),
+            "total_tok_s": obs.get("total_tok_s"),
+            "avg_latency_s": obs.get("avg_latency_s"),
+        },
+        "ttft_caveat": ttft_caveat,
+        "cached": cached,
+    }
+
+
+def _err(pred: float, obs: float | None) -> float | None:
+    return None if obs in (None, 0) else (pred - obs) / obs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--all", action="store_true", help="also replay partial/suspect entries (not in the summary)"
+    )
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = ap.parse_args(argv)
+    if not OBS.exists():
+        print(f"no calibration file at {OBS}", file=sys.stderr)
+        return 2
+    entries = yaml.safe_load(OBS.read_text())["observations"]
+    rows, skipped = [], []
+    for o in entries:
+        if o.get("setup_quality") != "controlled" and not args.all:
+            continue
+        r = replay(o)
+        if r is None:
+            skipped.append(o["id"])
+            continue
+        r["quality"] = o.get("setup_quality")
+        # Throughput: output tok/s where stated, else total tok/s (same relative error on fixed lengths);
+        # end-to-end batch latency for benchmark_latency (1 / throughput of that batch).
+        p, ob = r["pred"], r["obs"]
+        if ob["output_tok_s"] is not None:
+            r["thr_err"] = _err(p["output_tok_s"], ob["output_tok_s"])
+        elif ob["total_tok_s"] is not None:
+            r["thr_err"] = _err(p["total_tok_s"], ob["total_tok_s"])
+        elif ob["avg_latency_s"] is not None:
+            r["thr_err"] = _err(ob["avg_latency_s"], p["avg_latency_s"])  # throughput = n*G / latency
+        else:
+            r["thr_err"] = None
+        r["tpot_err"] = _err(p["tpot_ms"], ob["tpot_ms"])
+        r["ttft_err"] = _err(p["ttft_ms"], ob["ttft_ms"])
+        rows.append(r)
+    if args.json:
+        print(json.dumps(rows, indent=1, sort_keys=True))
+        return 0
+
+    def f(x: float | None, pct: bool = True) -> str:
+        return "-" if x is None else (f"{x * 100:+.0f}%" if pct else f"{x:.1f}")
+
+    print(
+        f"{'entry':58} {'kind':10} {'conc':>5} | {'TPOT ms obs/pred':>18} {'err':>6} | "
+        f"{'TTFT ms obs/pred':>20} {'err':>6} | {'thr err':>7}"
+    )
+    for r in rows:
+        p, ob = r["pred"], r["obs"]
+        tp = f"{ob['tpot_ms'] or 0:.1f}/{p['tpot_ms']:.1f}" if ob["tpot_ms"] else "-"
+        tt = f"{ob['ttft_ms'] or 0:.0f}/{p['ttft_ms']:.0f}" if ob["ttft_ms"] else "-"
+        mark = "*" if r["ttft_caveat"] else " "
+        print(
+            f"{r['id'][:58]:58} {r['kind']:10} {r['concurrency']:>5} | {tp:>18} {f(r['tpot_err']):>6} | "
+            f"{tt:>19}{mark} {f(r['ttft_err']):>6} | {f(r['thr_err']):>7}"
+        )
+    ctrl = [r for r in rows if r["quality"] == "controlled"]
+
+    def med(xs: list[float]) -> str:
+        return f"{statistics.median(abs(x) for x in xs) * 100:.1f}% (n={len(xs)})" if xs else "n/a"
+
+    tpot = [r["tpot_err"] for r in ctrl if r["tpot_err"] is not None]
+    thr = [r["thr_err"] for r in ctrl if r["thr_err"] is not None]
+    ttft_all = [r["ttft_err"] for r in ctrl if r["ttft_err"] is not None and r["concurrency"] <= 4]
+    ttft = [
+        r["ttft_err"]
+        for r in ctrl
+        if r["ttft_err"] is not None and r["concurrency"] <= 4 and not r["ttft_caveat"]
+    ]
+    print()
+    print("summary over controlled entries (median absolute error):")
+    print(f"  ITL/TPOT            {med(tpot):>16}   target <= 20%")
+    print(f"  output throughput   {med(thr):>16}   target <= 20%")
+    print(f"  TTFT, conc <= 4     {med(ttft):>16}   target <= 30%   (* prefix-cache caveat excluded)")
+    print(f"  TTFT, conc <= 4, incl. cache-caveat entries {med(ttft_all)}")
+    print(f"  skipped (model or GPU not in the reference set, or lengths unstated): {len(skipped)}")
+    for s in skipped:
+        print(f"    {s}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Memory pass: vLLM's start-up accounting on every GPU, and the KV cache it leaves.
+
+V1 (`v1/worker/gpu_worker.py: Worker.determine_available_memory`, `utils/mem_utils.py: memory_profiling`):
+
+    available_kv = requested - weights - activation_peak - non_torch - cuda_graph (where deducted)
+    requested    = ceil(total x gpu_memory_utilization)
+
+Everything allocated before the memory snapshot (CUDA context, other processes) is outside the budget.
+Each PP stage sizes its own KV cache; the engine takes the fewest blocks over all ranks.
+V0 (`worker/worker.py: determine_num_available_blocks`) has the same shape with its own profile batch.
+"""
+
+from __future__ import annotations
+
+from math import ceil
+
+from ..facts.model_facts import ModelFacts
+from ..facts.weights import pp_layer_range, weight_bytes_per_gpu
+from ..plan import EngineConfig, MemoryPlan, RankMemory, Resolved
+from ..units import GIB
+from . import kv_cache as kv
+from .memory_terms import (
+    CUDA_GRAPH_BASE_GIB,
+    CUDA_GRAPH_MOE_GIB,
+    CUDA_GRAPH_PER_LAYER_GIB,
+    CUDA_GRAPH_TP_GIB,
+    MemoryTerms,
+    gib_bytes,
+    terms_for,
+)
+
+_DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "fp16": 2, "bf16": 2}
+
+# Kernels whose MoE path does not keep fused_moe's cache13/cache2 workspaces (gpt-oss MXFP4 runs on
+# triton_kernels / Marlin): calib gpt-oss-20b-h100-util095-v019-oom and -tp2-util09-v019 show no MoE term.
+_NO_MOE_WORKSPACE_QUANT = {"mxfp4", "gpt_oss_mxfp4"}
+
+# fused_moe processes at most VLLM_FUSED_MOE_CHUNK_SIZE tokens at a time (envs.py default 16384 * 4 = 65536
+# in 0.19; only matters for max_num_batched_tokens above it).
+_FUSED_MOE_CHUNK = 65536
+
+
+def dtype_bytes(dtype: str) -> int:
+    return _DTYPE_BYTES.get(dtype, 2)
+
+
+def stage_weights(
+    model: ModelFacts, engine: EngineConfig, pp_rank: int, compute_capability: str | None = None
+) -> int:
+    """Weights on one GPU of one PP stage (the model-facts pass's per-rank accounting), less CPU offload."""
+    w = weight_bytes_per_gpu(
+        model,
+        dtype=engine.dtype,
+        quantization=engine.quantization,
+        tp=engine.tensor_parallel_size,
+        pp=engine.pipeline_parallel_size,
+        pp_rank=pp_rank,
+        dp=engine.data_parallel_size,
+        expert_parallel=engine.enable_expert_parallel,
+        compute_capability=compute_capability,
+    )
+    return max(0, w - int(engine.cpu_offload_gb * GIB))
+
+
+def _moe_workspace(model: ModelFacts, engine: EngineConfig, layers: int) -> int:
+    """fused_moe keeps `cache13` (M x topk x max(2I, H)) and `cache2` (M x topk x I) alive between calls."""
+    if not model.is_moe or layers == 0 or (engine.quantization or "") in _NO_MOE_WORKSPACE_QUANT:
+        return 0
+    tp = engine.tensor_parallel_size
+    shard = tp * (engine.data_parallel_size if engine.enable_expert_parallel else 1)
+    inter = (model.moe_intermediate_size or model.intermediate_size) // max(
+        1, tp if not engine.enable_expert_parallel else 1
+    )
+    m = min(engine.max_num_batched_tokens, _FUSED_MOE_CHUNK)
+    topk = max(1, model.num_experts_per_tok)
+    if engine.enable_expert_parallel:
+        topk = max(1, ceil(topk / shard)) if shard > 1 else topk
+    dt = dtype_bytes(engine.dtype)
+    return m * topk * (max(2 * inter, model.hidden_size) + inter) * dt
+
+
+def _forward_peak(model: ModelFacts, engine: EngineConfig) -> int:
+    """Transient peak inside one decoder layer of the dummy forward (attention kernels skipped).
+
+    Dense MLP: gate_up output (T x 2I/tp) and activation output (T x I/tp) live together, with the
+    qkv projection output and hidden/residual/normed (3 x T x H) around them.
+    """
+    tp = engine.tensor_parallel_size
+    t = engine.max_num_batched_tokens
+    dt = dtype_bytes(engine.dtype)
+    inter = model.intermediate_size
+    if model.is_moe and model.shared_expert_intermediate_size:
+        inter = model.shared_expert_intermediate_size
+    qkv = (model.num_attention_heads + 2 * model.num_key_value_heads) * model.head_dim
+    return t * dt * (3 * inter // tp + qkv // tp + 3 * model.hidden_size)
+
+
+def _sampler_peak(model: ModelFacts, engine: EngineConfig, terms: MemoryTerms) -> int:
+    """Last stage: hidden states of the batch, logits [min(mnbt, S), vocab] (full vocab on every TP
+    rank) and the sampler's fp32 working copies (`_dummy_sampler_run`)."""
+    t = engine.max_num_batched_tokens
+    n = min(t, engine.max_num_seqs)
+    dt = dtype_bytes(engine.dtype)
+    v = model.vocab_size
+    return int(t * model.hidden_size * dt + n * v * dt + terms.sampler_fp32_copies * n * v * 4)
+
+
+def activation_peak(model: ModelFacts, engine: EngineConfig, terms: MemoryTerms, pp_rank: int) -> int:
+    """ "torch peak memory increase" of the profile run on one GPU of stage `pp_rank`."""
+    pp = engine.pipeline_parallel_size
+    start, end = pp_layer_range(model.num_hidden_layers, pp, pp_rank)
+    moe_layers = [i for i in (model.moe_layers or range(model.num_hidden_layers)) if start <= i < end]
+    dt = dtype_bytes(engine.dtype)
+    t = engine.max_num_batched_tokens
+    peak = _forward_peak(model, engine)
+    if pp_rank == pp - 1:
+        peak = max(peak, _sampler_peak(model, engine, terms))
+    extra = _moe_workspace(model, engine, len(moe_layers) if model.is_moe else 0)
+    if pp_rank > 0:
+        extra += 2 * t * model.hidden_size * dt  # received intermediate tensors: hidden + residual
+    if model.multimodal and pp_rank == 0:
+        # Encoder outputs kept in the encoder cache for the dummy run (budget = max(mnbt, tokens/item))
+        # and the merged input embeddings (multimodal/encoder_budget.py MultiModalBudget).
+        budget = max(t, model.mm_tokens_per_item or 0)
+        extra += budget * model.hidden_size * dt + t * model.hidden_size * dt
+    return gib_bytes(terms.activation_base_gib) + peak + extra
+
+
+def non_torch(engine: EngineConfig, terms: MemoryTerms) -> int:
+    tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
+    if tp > 1:
+        return gib_bytes(terms.non_torch_gib + terms.nccl_base_gib + terms.nccl_per_peer_gib * (tp - 1))
+    if pp > 1:
+        return gib_bytes(terms.non_torch_pp_gib)
+    return gib_bytes(terms.non_torch_gib)
+
+
+def cuda_graph_estimate(model: ModelFacts, engine: EngineConfig, layers: int) -> int:
+    """vLLM's pre-KV CUDA graph pool estimate (`profile_cudagraph_memory`); 0 in eager mode."""
+    if engine.enforce_eager or engine.cudagraph_capture_sizes == []:
+        return 0
+    gib = CUDA_GRAPH_BASE_GIB + CUDA_GRAPH_PER_LAYER_GIB * layers
+    if engine.tensor_parallel_size > 1:
+        gib += CUDA_GRAPH_TP_GIB
+    if model.is_moe:
+        gib += CUDA_GRAPH_MOE_GIB
+    return gib_bytes(gib)
+
+
+def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
+    model, gpu, version = resolved.model, resolved.gpu, resolved.vllm
+    terms = terms_for(version.version, version.engine)
+    total = gpu.memory_bytes
+    requested = ceil(total * engine.gpu_memory_utilization)
+    pp = engine.pipeline_parallel_size
+    nt = non_torch(engine, terms)
+    ranks: list[RankMemory] = []
+    stages: list[kv.StageKv] = []
+    available: list[int] = []
+    for r in range(pp):
+        layers = pp_layer_range(model.num_hidden_layers, pp, r)
+        stage = kv.stage_kv(model, engine, layers)
+        w = stage_weights(model, engine, r, gpu.compute_capability)
+        act = activation_peak(model, engine, terms, r)
+        cg = cuda_graph_estimate(model, engine, layers[1] - layers[0]) if version.cuda_graph_deducted else 0
+        kv_bytes = requested - w - act - nt - cg
+        if engine.kv_cache_memory_bytes is not None:
+            kv_bytes = engine.kv_cache_memory_bytes
+        stages.append(stage)
+        available.append(kv_bytes)
+        ranks.append(
+            RankMemory(
+                pp_rank=r,
+                gpu_total_bytes=total,
+                requested_bytes=requested,
+                weights_bytes=w,
+                activation_peak_bytes=act,
+                non_torch_bytes=nt,
+                cuda_graph_bytes=cg,
+                kv_cache_bytes=kv_bytes,
+                num_blocks=kv.num_blocks(kv_bytes, stage.block_bytes),
+            )
+        )
+    # Scheduled steps a sliding-window request may hold beyond its window: one in 0.19; pp + 1 with the
+    # V2 runner's async scheduling in 0.33.0 (reference/vllm_memory_model.md 2.4).
+    in_flight_batches = pp + 1 if terms.sw_in_flight_async else 1
+    plan, binding = kv.plan_kv_cache(
+        model,
+        engine,
+        stages,
+        available,
+        in_flight_batches=in_flight_batches,
+        tokens_formula=terms.tokens_formula,
+    )
+    largest = _largest_len(model, engine, stages, available, in_flight_batches)
+    assumptions = [
+        f"vLLM {version.version} ({terms.engine}) accounting: {terms.source}",
+        "activation peak modelled from the profile run's shapes (max_num_batched_tokens="
+        f"{engine.max_num_batched_tokens}, max_num_seqs={engine.max_num_seqs}, vocab={model.vocab_size})",
+    ]
+    if version.cuda_graph_deducted and not engine.enforce_eager:
+        assumptions.append("CUDA graph pool estimated and deducted before the KV cache, as this version does")
+    return MemoryPlan(
+        ranks=ranks,
+        binding_pp_rank=binding,
+        kv=plan,
+        largest_max_model_len=largest,
+        assumptions=assumptions,
+    )
+
+
+def _largest_len(
+    model: ModelFacts, engine: EngineConfig, stages: list[kv.StageKv], available: list[int], batches: int
+) -> int | None:
+    """Largest max_model_len every stage can hold one request of (vLLM `--max-model-len auto`)."""
+    best: int | None = model.max_model_len
+    in_flight = kv.in_flight_tokens(engine, batches)
+    for stage, avail in zip(stages, available, strict=True):
+        fit = kv.largest_fitting_len(
+            avail, stage.groups, stage.specs, engine.block_size, in_flight, model.max_model_len
+        )
+        if fit is None:
+            return None
+        best = min(best, fit) if best is not None else fit
+    return best

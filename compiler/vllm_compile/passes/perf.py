@@ -1,0 +1,258 @@
+"""Performance estimate of one deployment: TTFT, ITL, throughput and latency for the workload.
+
+Physics first (`perf_model.StepModel`: weight and KV bytes over HBM bandwidth, FLOPs over tensor
+peak, TP all-reduce, PP hops, MoE experts touched, chunked prefill in decode steps, CUDA graphs vs
+eager), times a handful of efficiencies calibrated on real vLLM benchmarks. A closed-loop workload
+(`concurrency` requests in flight) is answered by the closed-form steady state of continuous
+batching; a request-rate workload by a small discrete-event simulation of the scheduler (see
+`batching_sim` for why a simulation rather than a queueing formula). These are estimates: the
+assumptions travel with them into the lock and the report.
+"""
+
+from __future__ import annotations
+
+from ..facts.gpu_spec import GpuSpec
+from ..plan import EngineConfig, MemoryPlan, PerfEstimate, Range, Resolved
+from ..profile.v1 import WorkloadSpec
+from ..units import stable_float
+from . import perf_model as pm
+from .batching_sim import SteadyState, mean, p99, poisson_arrivals, simulate, steady_state
+from .workload import Workload, resolve_workload
+
+# Relative uncertainty of each figure: about the 70th-percentile absolute error of the model on the
+# controlled calibration entries (bench/perf_accuracy.py: ITL 17%, throughput 33%, TTFT at low
+# concurrency ~50-70%), so a range holds most, not all, real runs.
+UNCERTAINTY = {"itl": 0.20, "ttft": 0.50, "throughput": 0.35}
+SIM_REQUESTS = 240  # simulated requests for a request-rate workload (first 20% are warm-up)
+
+
+def step_model(resolved: Resolved, engine: EngineConfig, *, gpu: GpuSpec | None = None) -> pm.StepModel:
+    """The step-time model of one replica of `engine` on the resolved GPU."""
+    gpu = gpu or resolved.gpu
+    tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
+    shape = pm.model_shape(
+        resolved.model,
+        dtype=engine.dtype,
+        quantization=engine.quantization,
+        kv_cache_dtype=engine.kv_cache_dtype,
+        tp=tp,
+    )
+    per_node = resolved.profile.hardware.gpus_per_node or gpu.gpus_per_node
+    hw = pm.hardware(
+        gpu, dtype=engine.dtype, fp8_compute=shape.fp8_compute, tp=tp, multi_node_pp=tp * pp > per_node
+    )
+    if engine.enforce_eager:
+        graph_max = 0
+    elif engine.cudagraph_capture_sizes:
+        graph_max = max(engine.cudagraph_capture_sizes)
+    else:
+        graph_max = engine.max_cudagraph_capture_size or resolved.vllm.max_cudagraph_capture_size
+    return pm.StepModel(
+        shape=shape, hw=hw, tp=tp, pp=pp, eager=engine.enforce_eager, graph_max_batch=graph_max
+    )
+
+
+def _range(value: float, u: float, *, time: bool) -> Range:
+    """Times can be u slower or faster; rates are the reciprocal view of the same error."""
+    lo, hi = (
+        (value * (1 - u), value * (1 + u)) if time else (value / (1 + u), value / (1 - u) if u < 1 else value)
+    )
+    return Range(value=stable_float(value), low=stable_float(lo), high=stable_float(hi))
+
+
+def _assumptions(resolved: Resolved, engine: EngineConfig, workload: Workload, sm: pm.StepModel) -> list[str]:
+    gpu = resolved.gpu
+    out = [
+        "estimates, not measurements: physics (bytes / HBM bandwidth, FLOPs / tensor peak) times efficiencies "
+        f"calibrated on public vLLM benchmarks (bandwidth {pm.BW_EFF:.2f}, compute {pm.COMPUTE_EFF:.2f}, "
+        f"{pm.STEP_OVERHEAD_S * 1e3:.1f} ms host overhead per step)",
+        f"{gpu.name}: {gpu.memory_bandwidth_gbps:g} GB/s HBM, {sm.hw.peak / 1e12:g} TFLOP/s dense peak in the GEMM dtype",
+        f"fixed lengths at the workload means: {workload.prompt.mean:g} prompt / {workload.gen.mean:g} generated tokens",
+        "no prefix-cache hits (distinct prompts); no speculative decoding; uniform MoE routing",
+        "ITL is TPOT: (end-to-end - TTFT) / (generated - 1), prefills of other requests included",
+    ]
+    if engine.tensor_parallel_size > 1:
+        link = "NVLink" if gpu.nvlink_gbps else f"PCIe gen{gpu.pcie_gen}"
+        out.append(
+            f"TP {engine.tensor_parallel_size}: 2 all-reduces per layer over {link} ({sm.hw.link_bw / 1e9:g} GB/s one way)"
+        )
+    if engine.pipeline_parallel_size > 1:
+        out.append(
+            f"PP {engine.pipeline_parallel_size}: one micro-batch per stage in flight; fewer requests than stages leave bubbles"
+        )
+    if resolved.model.is_moe:
+        out.append("MoE: a step reads the experts its tokens touch, E(1-(1-k/E)^tokens) of E per layer")
+    if engine.enforce_eager:
+        out.append("enforce_eager: no CUDA graphs, kernel launches on every layer of every step")
+    if workload.request_rate is not None:
+        out.append(
+            f"request rate {workload.request_rate:g}/s: discrete-event simulation of continuous batching, "
+            f"{SIM_REQUESTS} Poisson arrivals (seed 0), first 20% as warm-up"
+        )
+    return out
+
+
+def _curve(
+    sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload: Workload, limit: int
+) -> list[dict[str, float]]:
+    levels, c = [], 1
+    while c < limit:
+        levels.append(c)
+        c *= 2
+    levels.append(max(limit, 1))
+    rows = []
+    for c in sorted(set(levels)):
+        s = _steady(sm, engine, memory, workload, c)
+        rows.append(
+            {
+                "concurrency": float(c),
+                "ttft_ms": stable_float(s.ttft_s * 1e3),
+                "itl_ms": stable_float(s.tpot_s * 1e3),
+                "output_tok_s": stable_float(s.output_tok_s),
+                "request_rps": stable_float(s.request_rps),
+            }
+        )
+    return rows
+
+
+def _steady(
+    sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload: Workload, c: int
+) -> SteadyState:
+    return steady_state(
+        sm,
+        prompt=workload.prompt.mean,
+        gen=workload.gen.mean,
+        concurrency=c,
+        max_num_seqs=engine.max_num_seqs,
+        max_num_batched_tokens=_budget(engine, workload),
+        kv_tokens=max(memory.kv.tokens, 0),
+    )
+
+
+def _budget(engine: EngineConfig, workload: Workload) -> int:
+    # Without chunked prefill a prompt is scheduled whole (vLLM raises the budget to max_model_len).
+    if engine.enable_chunked_prefill:
+        return engine.max_num_batched_tokens
+    return max(engine.max_num_batched_tokens, int(workload.prompt.max))
+
+
+def kv_limit(memory: MemoryPlan, engine: EngineConfig, workload: Workload) -> int:
+    """Requests the engine can run at once for this workload: KV tokens and max_num_seqs."""
+    per = max(workload.context_tokens, 1.0)
+    return max(1, min(engine.max_num_seqs, int(max(memory.kv.tokens, 0) // per)))
+
+
+def simulate_rate(
+    sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload: Workload, rate: float
+) -> dict[str, float]:
+    """Open-loop run at `rate` requests/s; steady-state metrics after a 20% warm-up."""
+    n = SIM_REQUESTS
+    res = simulate(
+        sm,
+        prompts=[int(round(workload.prompt.mean))] * n,
+        gens=[int(round(workload.gen.mean))] * n,
+        arrivals=poisson_arrivals(n, rate, seed=0),
+        max_num_seqs=engine.max_num_seqs,
+        max_num_batched_tokens=_budget(engine, workload),
+        kv_tokens=max(memory.kv.tokens, 1),
+        warmup=n // 5,
+    )
+    return {
+        "ttft_s": mean(res.ttft_s),
+        "ttft_p99_s": p99(res.ttft_s),
+        "tpot_s": mean(res.tpot_s),
+        "e2e_s": mean(res.e2e_s),
+        "request_rps": res.request_rps,
+        "output_tok_s": res.output_tok_s,
+        "total_tok_s": res.total_tok_s,
+        "concurrency": res.mean_batch,
+    }
+
+
+def slo_check(
+    workload: Workload, *, ttft_s: float, ttft_p99_s: float, tpot_s: float, e2e_s: float
+) -> list[str]:
+    """The SLOs this point misses, each with the numbers."""
+    slo, miss = workload.slo, []
+    if slo.ttft_ms_p50 is not None and ttft_s * 1e3 > slo.ttft_ms_p50:
+        miss.append(f"TTFT p50 {ttft_s * 1e3:.0f} ms > {slo.ttft_ms_p50:g} ms")
+    if slo.ttft_ms_p99 is not None and ttft_p99_s * 1e3 > slo.ttft_ms_p99:
+        miss.append(f"TTFT p99 {ttft_p99_s * 1e3:.0f} ms > {slo.ttft_ms_p99:g} ms")
+    if slo.itl_ms is not None and tpot_s * 1e3 > slo.itl_ms:
+        miss.append(f"ITL {tpot_s * 1e3:.1f} ms > {slo.itl_ms:g} ms")
+    if slo.e2e_s is not None and e2e_s > slo.e2e_s:
+        miss.append(f"end-to-end {e2e_s:.1f} s > {slo.e2e_s:g} s")
+    return miss
+
+
+def p99_ttft_closed(sm: pm.StepModel, s: SteadyState, workload: Workload, budget: int) -> float:
+    """p99 TTFT in a closed loop: the p99 prompt's prefill plus the queue."""
+    extra = sm.prefill_time(workload.prompt.p99, budget) - sm.prefill_time(workload.prompt.mean, budget)
+    return s.ttft_s + max(extra, 0.0)
+
+
+def estimate(
+    resolved: Resolved,
+    engine: EngineConfig,
+    memory: MemoryPlan,
+    workload: Workload | WorkloadSpec | None = None,
+) -> PerfEstimate:
+    """The estimate at the workload's concurrency (closed loop) or request rate (open loop), with a
+    curve over concurrency up to what the KV cache and max_num_seqs admit."""
+    if not isinstance(workload, Workload):
+        workload = resolve_workload(workload if workload is not None else resolved.profile.workload)
+    sm = step_model(resolved, engine)
+    limit = kv_limit(memory, engine, workload)
+    notes: list[str] = []
+    budget = _budget(engine, workload)
+    replicas = _replicas(resolved, engine, memory, workload)
+    if workload.request_rate is not None:
+        # The load balancer splits the rate over the replicas; each replica is estimated alone.
+        r = simulate_rate(sm, engine, memory, workload, workload.request_rate / (replicas or 1))
+        conc = max(1, round(r["concurrency"]))
+        ttft, ttft99, tpot, e2e = r["ttft_s"], r["ttft_p99_s"], r["tpot_s"], r["e2e_s"]
+        out_tok, total_tok, rps = r["output_tok_s"], r["total_tok_s"], r["request_rps"]
+        cap = _steady(sm, engine, memory, workload, limit).request_rps
+        if workload.request_rate / (replicas or 1) > cap:
+            notes.append(
+                f"request rate {workload.request_rate / (replicas or 1):g}/s per replica exceeds its capacity (~{cap:.2f}/s at "
+                f"{limit} running): the queue grows without bound; see the cluster plan for replicas"
+            )
+    else:
+        conc = workload.concurrency or 1
+        s = _steady(sm, engine, memory, workload, conc)
+        ttft, tpot, e2e = s.ttft_s, s.tpot_s, s.e2e_s
+        ttft99 = p99_ttft_closed(sm, s, workload, budget)
+        out_tok, total_tok, rps = s.output_tok_s, s.total_tok_s, s.request_rps
+        if conc > limit:
+            notes.append(
+                f"concurrency {conc} > {limit} requests the engine runs at once (KV cache {memory.kv.tokens} tokens "
+                f"/ max_num_seqs {engine.max_num_seqs}): the rest queue ({s.queue_s:.2f} s on average)"
+            )
+    misses = slo_check(workload, ttft_s=ttft, ttft_p99_s=ttft99, tpot_s=tpot, e2e_s=e2e)
+    notes.extend(f"SLO missed: {m}" for m in misses)
+    u = UNCERTAINTY
+    return PerfEstimate(
+        concurrency=conc,
+        ttft_ms=_range(ttft * 1e3, u["ttft"], time=True),
+        itl_ms=_range(tpot * 1e3, u["itl"], time=True),
+        output_tok_s=_range(out_tok, u["throughput"], time=False),
+        total_tok_s=_range(total_tok, u["throughput"], time=False),
+        request_rps=_range(rps, u["throughput"], time=False),
+        e2e_latency_s=_range(e2e, u["itl"], time=True),
+        assumptions=_assumptions(resolved, engine, workload, sm),
+        curve=_curve(sm, engine, memory, workload, limit),
+        slo_met=(not misses) if workload.slo.any else None,
+        replicas=replicas,
+        notes=notes,
+    )
+
+
+def _replicas(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan, workload: Workload) -> int | None:
+    """deploy.replicas, or with `auto` what the cluster plan needs for the load and SLOs."""
+    wanted = resolved.profile.deploy.replicas
+    if wanted != "auto":
+        return int(wanted)
+    from .cluster import plan_cluster
+
+    return plan_cluster(resolved, engine, memory, workload).replicas

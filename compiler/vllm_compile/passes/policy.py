@@ -1,0 +1,144 @@
+"""Policy pass: two verdicts, never mixed.
+
+Start-up: would vLLM fail while starting? (weights + activation + non-torch + CUDA graphs exceed the
+budget, or the KV cache cannot hold one max_model_len request: `_check_enough_kv_cache_memory`).
+Capacity: does the KV cache hold the workload's concurrent requests? vLLM queues the rest, so a short
+cache is a warning and a performance fact, not an out-of-memory.
+"""
+
+from __future__ import annotations
+
+from ..plan import EngineConfig, MemoryPlan, Resolved, Risk, Verdict
+from ..units import GB, GIB
+
+_RISK_ORDER: dict[str, int] = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
+
+
+def _g(n: float) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
+def _workload_tokens(resolved: Resolved) -> tuple[int | None, int | None]:
+    """(concurrency, tokens per request) of the declared workload, when it says so."""
+    w = resolved.profile.workload
+
+    def mean(x: object) -> float | None:
+        if x is None:
+            return None
+        return float(getattr(x, "mean", x))  # type: ignore[arg-type]
+
+    prompt, gen = mean(w.prompt_tokens), mean(w.gen_tokens)
+    if w.concurrency is None or prompt is None:
+        return w.concurrency, None
+    return w.concurrency, int(round(prompt + (gen or 0)))
+
+
+def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdict:
+    policy = resolved.profile.policy
+    reasons: list[str] = []
+    warnings: list[str] = []
+    capacity_notes: list[str] = []
+    starts = True
+    b = memory.binding
+    stage = f" on pipeline stage {b.pp_rank}" if engine.pipeline_parallel_size > 1 else ""
+
+    # --- start-up -----------------------------------------------------------------------------
+    worst = min(memory.ranks, key=lambda r: r.kv_cache_bytes)
+    non_kv = (
+        worst.weights_bytes + worst.activation_peak_bytes + worst.non_torch_bytes + worst.cuda_graph_bytes
+    )
+    if engine.kv_cache_memory_bytes is None and worst.kv_cache_bytes <= 0:
+        starts = False
+        where = f" on pipeline stage {worst.pp_rank}" if engine.pipeline_parallel_size > 1 else ""
+        reasons.append(
+            f"vLLM would not start{where}: weights {_g(worst.weights_bytes)} + activation peak "
+            f"{_g(worst.activation_peak_bytes)} + non-torch {_g(worst.non_torch_bytes)} + CUDA graphs "
+            f"{_g(worst.cuda_graph_bytes)} = {_g(non_kv)} exceed the budget of {_g(worst.requested_bytes)} "
+            f"({engine.gpu_memory_utilization:g} x {_g(worst.gpu_total_bytes)}); KV cache would be {_g(worst.kv_cache_bytes)}."
+        )
+    elif memory.kv.max_concurrency < 1.0 or memory.kv.num_blocks <= 0:
+        starts = False
+        fit = memory.largest_max_model_len
+        hint = (
+            f" The largest max_model_len that fits is {fit:,} (what --max-model-len auto would pick)."
+            if fit
+            else " No max_model_len fits."
+        )
+        reasons.append(
+            f"vLLM would not start{stage}: one {engine.max_model_len:,}-token request needs more KV cache than the "
+            f"{_g(b.kv_cache_bytes)} left ({memory.kv.tokens:,} tokens, max concurrency "
+            f"{memory.kv.max_concurrency:.2f}x).{hint}"
+        )
+    else:
+        reasons.append(
+            f"Starts{stage}: {_g(b.kv_cache_bytes)} KV cache after weights {_g(b.weights_bytes)}, activation "
+            f"{_g(b.activation_peak_bytes)}, non-torch {_g(b.non_torch_bytes)} and CUDA graphs "
+            f"{_g(b.cuda_graph_bytes)} in a budget of {_g(b.requested_bytes)}: {memory.kv.tokens:,} tokens, "
+            f"{memory.kv.max_concurrency:.2f}x concurrency at {engine.max_model_len:,} tokens per request."
+        )
+
+    # --- risk ---------------------------------------------------------------------------------
+    risk: Risk = "LOW" if starts else "HIGH"
+    if starts:
+        # A safety factor on the non-KV estimate: the cache must still be there if it is low.
+        padded_kv = b.requested_bytes - int(non_kv * policy.fragmentation_factor)
+        margin = b.kv_cache_bytes / b.requested_bytes if b.requested_bytes else 0.0
+        if policy.fragmentation_factor > 1.0 and padded_kv <= 0:
+            risk = "HIGH"
+            reasons.append(
+                f"With fragmentation factor {policy.fragmentation_factor:g} on the {_g(non_kv)} outside the KV "
+                f"cache, nothing would be left for it: HIGH risk."
+            )
+        elif margin < policy.medium_kv_margin:
+            risk = "MEDIUM"
+            reasons.append(
+                f"The KV cache is {margin:.1%} of the budget, below the policy's {policy.medium_kv_margin:.0%}: "
+                "a small estimation error could stop start-up."
+            )
+        # Memory outside vLLM's budget: the process uses baseline + u x T; the rest must stay free.
+        headroom = b.gpu_total_bytes - b.requested_bytes
+        if headroom < policy.headroom_gb * GB:
+            if risk == "LOW":
+                risk = "MEDIUM"
+            reasons.append(
+                f"Only {_g(headroom)} of the GPU is outside vLLM's budget, below the policy's "
+                f"{policy.headroom_gb:g} GB headroom for the CUDA context, NCCL and other processes."
+            )
+        if engine.kv_cache_memory_bytes is not None:
+            warnings.append(
+                f"kv_cache_memory_bytes={engine.kv_cache_memory_bytes} bypasses vLLM's profiling: the budget is not checked."
+            )
+
+    # --- capacity -----------------------------------------------------------------------------
+    capacity_ok = True
+    concurrency, per_request = _workload_tokens(resolved)
+    if starts and concurrency and per_request:
+        need = concurrency * per_request
+        if need > memory.kv.tokens:
+            capacity_ok = False
+            fits = memory.kv.tokens // per_request if per_request else 0
+            capacity_notes.append(
+                f"The workload holds {concurrency} x {per_request:,} = {need:,} tokens but the KV cache has "
+                f"{memory.kv.tokens:,}: about {fits} requests run at once and vLLM queues (or preempts) the rest. "
+                "A capacity warning, not an out-of-memory."
+            )
+        else:
+            capacity_notes.append(
+                f"The workload's {concurrency} x {per_request:,} = {need:,} tokens fit in the {memory.kv.tokens:,}-token KV cache."
+            )
+        if concurrency > engine.max_num_seqs:
+            capacity_notes.append(
+                f"Concurrency {concurrency} exceeds max_num_seqs={engine.max_num_seqs}: the excess waits in the queue."
+            )
+
+    fail_on = policy.fail_on
+    fails = fail_on != "never" and _RISK_ORDER[risk] >= _RISK_ORDER[fail_on.upper()]
+    return Verdict(
+        starts=starts,
+        oom_risk=risk,
+        reasons=reasons,
+        capacity_ok=capacity_ok,
+        capacity_notes=capacity_notes,
+        warnings=warnings,
+        fails_policy=fails,
+    )
