@@ -67,7 +67,9 @@ def main() -> None:
         thousand = timed([exe, str(many), "--out", str(root / "out-many")])
         thousand_reused = timed([exe, str(many), "--out", str(root / "out-many")])
     print(f"{'case':44} {'seconds':>8}  target")
-    print(f"{'one profile, cold process, fresh out/ (median of 7)':44} {statistics.median(cold):8.3f}  <= 0.25")
+    print(
+        f"{'one profile, cold process, fresh out/ (median of 7)':44} {statistics.median(cold):8.3f}  <= 0.25"
+    )
     print(f"{'one profile, lock current (median of 5)':44} {statistics.median(warm):8.3f}")
     print(f"{'1,000 generated profiles, fresh out/':44} {thousand:8.3f}  <= 4")
     print(f"{'1,000 generated profiles, locks current':44} {thousand_reused:8.3f}")

@@ -39,7 +39,9 @@ def profiles(tmp_path: Path) -> Path:
     return target
 
 
-def test_bundled_profiles_compile_and_recompile_byte_identically(profiles: Path, tmp_path: Path, capsys) -> None:
+def test_bundled_profiles_compile_and_recompile_byte_identically(
+    profiles: Path, tmp_path: Path, capsys
+) -> None:
     out = tmp_path / "out"
     assert main([str(profiles), "--out", str(out)]) == 0
     first = tree(out)
@@ -152,6 +154,8 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_module_entry_point_and_help() -> None:
-    done = subprocess.run([sys.executable, "-m", "vllm_compile", "--help"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "vllm_compile", "--help"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0
     assert "exit codes:" in done.stdout and "2  invalid input" in done.stdout

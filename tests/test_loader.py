@@ -87,12 +87,18 @@ def test_extends_deep_merges_and_lists_replace(tmp_path: Path) -> None:
 
 
 def test_error_in_base_points_at_the_base_file(tmp_path: Path) -> None:
-    write(tmp_path / "_base.yaml", "profile_version: 1\nmodel: {id: a/b}\nhardware: {gpu_name: H100, gpuz: 2}\n")
+    write(
+        tmp_path / "_base.yaml", "profile_version: 1\nmodel: {id: a/b}\nhardware: {gpu_name: H100, gpuz: 2}\n"
+    )
     overlay = write(tmp_path / "o.yaml", "profile_version: 1\nextends: _base.yaml\n")
     with pytest.raises(DiagnosticError) as info:
         load_profile(overlay, "o.yaml")
     (diagnostic,) = info.value.diagnostics
-    assert diagnostic.file == "_base.yaml" and diagnostic.line == 3 and "did you mean 'gpus'" in diagnostic.message
+    assert (
+        diagnostic.file == "_base.yaml"
+        and diagnostic.line == 3
+        and "did you mean 'gpus'" in diagnostic.message
+    )
 
 
 def test_extends_cycle_is_reported(tmp_path: Path) -> None:
@@ -113,10 +119,15 @@ def test_bases_are_not_discovered(tmp_path: Path) -> None:
     write(tmp_path / "p" / "a.yaml", WIZARD)
     write(tmp_path / "p" / "sub" / "b.yml", WIZARD)
     write(tmp_path / "p" / "notes.txt", "x")
-    assert [p.relative_to(tmp_path).as_posix() for p in discover([tmp_path / "p"])] == ["p/a.yaml", "p/sub/b.yml"]
+    assert [p.relative_to(tmp_path).as_posix() for p in discover([tmp_path / "p"])] == [
+        "p/a.yaml",
+        "p/sub/b.yml",
+    ]
 
 
 def test_in_memory_profiles_are_validated_like_files() -> None:
     with pytest.raises(DiagnosticError) as info:
-        profile_from_dict({"profile_version": 1, "model": {"id": "a/b"}, "hardware": {"gpu_name": "H100", "gpus": 0}})
+        profile_from_dict(
+            {"profile_version": 1, "model": {"id": "a/b"}, "hardware": {"gpu_name": "H100", "gpus": 0}}
+        )
     assert "hardware.gpus" in str(info.value)

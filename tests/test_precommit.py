@@ -24,7 +24,9 @@ def hook_entry() -> str:
     from ruamel.yaml import YAML
 
     (hook,) = YAML(typ="safe").load((REPO / ".pre-commit-hooks.yaml").read_text())
-    assert hook["id"] == "vllm-compile" and hook["entry"] == "vllm-compile" and hook["pass_filenames"] is False
+    assert (
+        hook["id"] == "vllm-compile" and hook["entry"] == "vllm-compile" and hook["pass_filenames"] is False
+    )
     return " ".join([f"{sys.executable} -m vllm_compile", *hook["args"]])
 
 
@@ -42,8 +44,15 @@ def test_hook_blocks_a_broken_profile_and_passes_a_good_one(tmp_path: Path) -> N
         f"        entry: {hook_entry()}\n        language: system\n        pass_filenames: false\n"
         "        files: ^profiles/\n",
     )
-    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     pre_commit = [sys.executable, "-m", "pre_commit", "run", "--all-files"]
     assert run(["git", "init", "-q"], repo, env).returncode == 0
     assert run(["git", "add", "-A"], repo, env).returncode == 0

@@ -291,3 +291,18 @@ def test_data_parallel_inside_the_server_gets_its_gpus() -> None:
     too_big = make_plan(model=LLAMA_70B, tp=8, decided={"data_parallel_size": (2, "user")})
     with pytest.raises(RenderError, match="scale out with deploy.replicas"):
         render_artifacts(too_big, ["k8s"])
+
+
+def test_a_value_the_version_refuses_is_a_render_error() -> None:
+    plan = make_plan(version="0.8.5", kv_cache_dtype="fp8_inc")
+    with pytest.raises(
+        RenderError, match=r"vLLM 0.8.5 --kv-cache-dtype accepts auto, fp8, fp8_e4m3, fp8_e5m2"
+    ):
+        render_artifacts(plan, ["command"])
+
+
+def test_render_errors_name_the_profile_field() -> None:
+    plan = make_plan(profile_extra={"vllm": {"extra_args": ["--bogus"]}})
+    with pytest.raises(RenderError) as info:
+        render_artifacts(plan, ["command"])
+    assert info.value.path == ("vllm", "extra_args")

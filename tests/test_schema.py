@@ -12,18 +12,26 @@ from .conftest import REPO
 
 def test_committed_schema_matches_the_models() -> None:
     committed = (REPO / "schemas" / "profile.v1.schema.json").read_text(encoding="utf-8")
-    assert committed == profile_json_schema_text(), "run: vllm-compile schema > schemas/profile.v1.schema.json"
+    assert committed == profile_json_schema_text(), (
+        "run: vllm-compile schema > schemas/profile.v1.schema.json"
+    )
 
 
 def test_schema_command_prints_the_committed_file(capsys) -> None:
     assert main(["schema"]) == 0
-    assert capsys.readouterr().out == (REPO / "schemas" / "profile.v1.schema.json").read_text(encoding="utf-8")
+    assert capsys.readouterr().out == (REPO / "schemas" / "profile.v1.schema.json").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_schema_rejects_unknown_keys_everywhere() -> None:
     schema = json.loads(profile_json_schema_text())
     objects = [schema, *schema["$defs"].values()]
-    assert all(o.get("additionalProperties") is False for o in objects if o.get("type") == "object" and "properties" in o)
+    assert all(
+        o.get("additionalProperties") is False
+        for o in objects
+        if o.get("type") == "object" and "properties" in o
+    )
 
 
 def test_every_bundled_profile_names_the_schema_for_editors() -> None:

@@ -53,7 +53,9 @@ def test_crash_between_temporary_write_and_rename_leaves_the_tree_as_it_was(
     assert snapshot(tmp_path) == before  # no half-written file, no temporary left behind
 
 
-def test_crash_while_writing_a_later_file_renames_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_while_writing_a_later_file_renames_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     apply_changes(pending_changes(tmp_path, {"a": "1\n", "b": "1\n"}, []))
     before = snapshot(tmp_path)
     real_fsync = os.fsync

@@ -1,14 +1,13 @@
 """The Python API: what the CLI calls, and what users call from their own code.
 
-    from vllm_compile import api
-    plan = api.plan_profile(api.load_profile_dict({...}))      # one deployment, in memory
-    result = api.compile_paths(["profiles/"])                  # the whole job: lock + artifacts in out/
+from vllm_compile import api
+plan = api.plan_profile(api.load_profile_dict({...}))      # one deployment, in memory
+result = api.compile_paths(["profiles/"])                  # the whole job: lock + artifacts in out/
 """
 
 from __future__ import annotations
 
 import os
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +53,19 @@ def plan_resolved(resolved: Resolved) -> Plan:
     memory = plan_memory(resolved, engine)
     verdict = judge(resolved, engine, memory)
     workload = resolve_workload(resolved.profile.workload)
-    performance = estimate(resolved, engine, memory, workload) if verdict.starts and workload is not None else None
+    performance = (
+        estimate(resolved, engine, memory, workload) if verdict.starts and workload is not None else None
+    )
     warnings = validate(resolved, engine, decisions, memory, performance)
     if warnings:
         verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *warnings]})
     return Plan(
-        resolved=resolved, engine=engine, decisions=decisions, memory=memory, verdict=verdict, performance=performance
+        resolved=resolved,
+        engine=engine,
+        decisions=decisions,
+        memory=memory,
+        verdict=verdict,
+        performance=performance,
     )
 
 
@@ -123,8 +129,10 @@ def discover(paths: Iterable[Path]) -> list[Path]:
         if path.is_dir():
             for candidate in path.rglob("*"):
                 parts = candidate.relative_to(path).parts
-                if candidate.suffix in PROFILE_SUFFIXES and candidate.is_file() and not any(
-                    p.startswith(("_", ".")) for p in parts
+                if (
+                    candidate.suffix in PROFILE_SUFFIXES
+                    and candidate.is_file()
+                    and not any(p.startswith(("_", ".")) for p in parts)
                 ):
                     found.add(candidate)
         elif not is_base(path):
@@ -156,7 +164,13 @@ def compile_paths(
         if item.name is not None:
             if item.name in seen:
                 item.diagnostics.append(
-                    Diagnostic(item.display, 0, 0, "duplicate-name", f"profile name '{item.name}' is also used by {seen[item.name]}")
+                    Diagnostic(
+                        item.display,
+                        0,
+                        0,
+                        "duplicate-name",
+                        f"profile name '{item.name}' is also used by {seen[item.name]}",
+                    )
                 )
                 item.changes = []
             else:
@@ -185,7 +199,9 @@ def _relative_to_root(path: Path, root: Path) -> str:
     return Path(os.path.relpath(path.resolve(), root)).as_posix()
 
 
-def _compile_one(path: Path, *, root: Path, out: Path, check: bool, force: bool, emit: list[str] | None) -> ProfileResult:
+def _compile_one(
+    path: Path, *, root: Path, out: Path, check: bool, force: bool, emit: list[str] | None
+) -> ProfileResult:
     from .render import render_artifacts
 
     item = ProfileResult(path=path, display=_display(path))
@@ -247,7 +263,9 @@ def _summary_from_lock(lock: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": lock["name"],
         "gpu": gpu["name"],
-        "gpus": engine["tensor_parallel_size"] * engine["pipeline_parallel_size"] * engine["data_parallel_size"],
+        "gpus": engine["tensor_parallel_size"]
+        * engine["pipeline_parallel_size"]
+        * engine["data_parallel_size"],
         "starts": verdict["starts"],
         "oom_risk": verdict["oom_risk"],
         "fails_policy": verdict["fails_policy"],

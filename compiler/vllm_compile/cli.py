@@ -41,7 +41,9 @@ def compile_parser() -> argparse.ArgumentParser:
         epilog=f"{COMMANDS}\n\n{EXIT_CODES}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="profile files or directories (*.yaml, *.yml)")
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="profile files or directories (*.yaml, *.yml)"
+    )
     parser.add_argument(
         "--out",
         metavar="DIR",
@@ -49,10 +51,16 @@ def compile_parser() -> argparse.ArgumentParser:
         "else in the working directory)",
     )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any output is stale")
-    parser.add_argument("--prune", action="store_true", help="remove the output of profiles that no longer exist")
+    parser.add_argument(
+        "--prune", action="store_true", help="remove the output of profiles that no longer exist"
+    )
     parser.add_argument("--force", action="store_true", help="re-plan even when the inputs match the lock")
-    parser.add_argument("--emit", metavar="LIST", help="artifacts to write, overriding deploy.targets (comma-separated)")
-    parser.add_argument("--format", choices=["human", "json", "github"], default="human", help="output format")
+    parser.add_argument(
+        "--emit", metavar="LIST", help="artifacts to write, overriding deploy.targets (comma-separated)"
+    )
+    parser.add_argument(
+        "--format", choices=["human", "json", "github"], default="human", help="output format"
+    )
     parser.add_argument("--version", action="version", version=f"vllm-compile {__version__}")
     return parser
 
@@ -72,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _schema(rest: list[str]) -> int:
-    argparse.ArgumentParser(prog="vllm-compile schema", description="Print the profile JSON Schema.").parse_args(rest)
+    argparse.ArgumentParser(
+        prog="vllm-compile schema", description="Print the profile JSON Schema."
+    ).parse_args(rest)
     from .profile.schema import profile_json_schema_text
 
     sys.stdout.write(profile_json_schema_text())
@@ -80,7 +90,9 @@ def _schema(rest: list[str]) -> int:
 
 
 def _subcommand(name: str, rest: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vllm-compile", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="vllm-compile", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     importlib.import_module(f".{SUBCOMMAND_MODULES[name]}", __package__).register(sub)
     args = parser.parse_args([name, *rest])
@@ -98,7 +110,9 @@ def _compile(args: argparse.Namespace) -> int:
         if unknown:
             print(f"vllm-compile: usage: unknown --emit target(s): {', '.join(unknown)}", file=sys.stderr)
             return ExitCode.INVALID
-    result = api.compile_paths(args.paths, out_dir=args.out, check=args.check, prune=args.prune, force=args.force, emit=emit)
+    result = api.compile_paths(
+        args.paths, out_dir=args.out, check=args.check, prune=args.prune, force=args.force, emit=emit
+    )
     from .console import print_result
 
     print_result(result, args.format)

@@ -40,19 +40,31 @@ def _print_human(result: CompileResult) -> None:
     rows = []
     for item in result.results:
         for diagnostic in item.diagnostics:
-            err.print(diagnostic.format(), markup=False, style="red" if diagnostic.severity == "error" else "yellow")
+            err.print(
+                diagnostic.format(), markup=False, style="red" if diagnostic.severity == "error" else "yellow"
+            )
         s = item.summary
         if s:
             style = "red" if s["fails_policy"] else "yellow" if s["oom_risk"] != "LOW" else "green"
-            rows.append((item.name or item.display, f"{_short_gpu(s['gpu'])} x{s['gpus']}", _status(item, result.check),
-                         f"{s['kv_tokens']:,} KV tokens", f"{s['max_concurrency']:.2f}x max concurrency", style))
+            rows.append(
+                (
+                    item.name or item.display,
+                    f"{_short_gpu(s['gpu'])} x{s['gpus']}",
+                    _status(item, result.check),
+                    f"{s['kv_tokens']:,} KV tokens",
+                    f"{s['max_concurrency']:.2f}x max concurrency",
+                    style,
+                )
+            )
         else:
             rows.append((item.display, "-", "invalid", "-", "-", "red"))
     if not rows:
         err.print("no profiles found")
     widths = [max(len(r[i]) for r in rows) for i in range(5)] if rows else []
     for *cells, style in rows:
-        padded = [c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        padded = [
+            c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         padded[2] = f"[{style}]{escape(padded[2])}[/{style}]"
         out.print("  ".join(padded[:2] + [padded[2]] + padded[3:]).rstrip())
     if result.check:
@@ -61,7 +73,11 @@ def _print_human(result: CompileResult) -> None:
                 out.print(f"stale: {_rel(change.path, result)} ({change.kind})", markup=False)
                 out.print(change.diff(result.root), markup=False, end="")
     for directory in result.stale:
-        action = "removed" if not result.check and _pruned(directory) else "stale output (run with --prune to remove)"
+        action = (
+            "removed"
+            if not result.check and _pruned(directory)
+            else "stale output (run with --prune to remove)"
+        )
         out.print(f"{_rel(directory, result)}: {action}", markup=False)
 
 
@@ -88,13 +104,19 @@ def _print_github(result: CompileResult) -> None:
             print(diagnostic.github())
         if item.summary:
             s = item.summary
-            print(f"{item.name}: {_short_gpu(s['gpu'])} x{s['gpus']}, {_status(item, result.check)}, "
-                  f"{s['kv_tokens']:,} KV tokens, {s['max_concurrency']:.2f}x max concurrency")
+            print(
+                f"{item.name}: {_short_gpu(s['gpu'])} x{s['gpus']}, {_status(item, result.check)}, "
+                f"{s['kv_tokens']:,} KV tokens, {s['max_concurrency']:.2f}x max concurrency"
+            )
         if result.check:
             for change in item.changes:
-                print(f"::error file={_rel(change.path, result)}::stale output ({change.kind}); run vllm-compile and commit out/")
+                print(
+                    f"::error file={_rel(change.path, result)}::stale output ({change.kind}); run vllm-compile and commit out/"
+                )
     for directory in result.stale:
-        print(f"::error file={_rel(directory, result)}::stale output of a deleted profile; run vllm-compile --prune")
+        print(
+            f"::error file={_rel(directory, result)}::stale output of a deleted profile; run vllm-compile --prune"
+        )
 
 
 def _as_json(result: CompileResult) -> dict:
@@ -114,5 +136,3 @@ def _as_json(result: CompileResult) -> dict:
         ],
         "stale": [_rel(d, result) for d in result.stale],
     }
-
-

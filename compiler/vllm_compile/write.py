@@ -75,7 +75,9 @@ def apply_changes(changes: list[Change]) -> None:
             if change.new is None:
                 continue
             change.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{change.path.name}.", suffix=".tmp", dir=change.path.parent)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{change.path.name}.", suffix=".tmp", dir=change.path.parent
+            )
             tmp = Path(tmp_name)
             staged.append((tmp, change.path))
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:

@@ -13,7 +13,14 @@ from ..units import GB
 
 
 class RenderError(ValueError):
-    """The plan cannot be written as the requested artifacts; the message says what to change."""
+    """The plan cannot be written as the requested artifacts; the message says what to change.
+
+    `path` names the profile field at fault (e.g. ("vllm", "extra_args")) for a positioned diagnostic.
+    """
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 # Start-up budget: how long a cold start may take before probes give up. Deliberately conservative,
@@ -94,14 +101,15 @@ class Context:
         }
 
 
-def _safe_text(what: str, value: str) -> str:
+def _safe_text(what: str, value: str, path: tuple[str | int, ...] = ()) -> str:
     if _CONTROL.search(value):
         raise RenderError(
             f"{what} {value!r} holds a control character (newline, tab, ...); no Hugging Face id or "
-            "served name does, and it cannot be written safely into serve.sh and the manifests"
+            "served name does, and it cannot be written safely into serve.sh and the manifests",
+            path,
         )
     if not value.strip():
-        raise RenderError(f"{what} is empty")
+        raise RenderError(f"{what} is empty", path)
     return value
 
 
@@ -137,7 +145,7 @@ def _check_extra_args(plan: Plan, managed: set[str]) -> None:
     extra = list(plan.resolved.profile.vllm.extra_args)
     errors = vllm_flags.check_args(version, extra)
     if errors:
-        raise RenderError("vllm.extra_args: " + "; ".join(errors))
+        raise RenderError("vllm.extra_args: " + "; ".join(errors), ("vllm", "extra_args"))
     fs = vllm_flags.flag_set(version)
     for token in extra:
         if not token.startswith("-"):
@@ -146,7 +154,8 @@ def _check_extra_args(plan: Plan, managed: set[str]) -> None:
         if flag is not None and flag.name in managed:
             raise RenderError(
                 f"vllm.extra_args sets {flag.name}, which the profile already decides; "
-                f"set it in the profile (vllm/model/parallelism/deploy sections) instead"
+                f"set it in the profile (vllm/model/parallelism/deploy sections) instead",
+                ("vllm", "extra_args"),
             )
     for token in extra:
         _safe_text("vllm.extra_args entry", token)
@@ -190,18 +199,28 @@ def build(plan: Plan, targets: list[str]) -> Context:
             f"deploy.hf_token_secret {deploy.hf_token_secret!r} is not a Kubernetes secret name "
             "(lowercase letters, digits, '-' and '.')"
         )
-    model_id = _safe_text("model id", profile.model.id)
-    served = _safe_text("served model name", profile.model.served_model_name or profile.model.id)
+    model_id = _safe_text("model id", profile.model.id, ("model", "id"))
+    served = _safe_text(
+        "served model name",
+        profile.model.served_model_name or profile.model.id,
+        ("model", "served_model_name"),
+    )
     for key, value in deploy.env.items():
         if not _ENV_NAME.match(key):
-            raise RenderError(f"deploy.env key {key!r} is not an environment variable name")
+            raise RenderError(
+                f"deploy.env key {key!r} is not an environment variable name", ("deploy", "env", key)
+            )
         if key == "HF_TOKEN":
             raise RenderError(
                 "deploy.env must not hold HF_TOKEN: the token comes from the environment "
                 f"(export HF_TOKEN) or the Kubernetes secret deploy.hf_token_secret ({deploy.hf_token_secret!r})"
             )
-        _safe_text(f"deploy.env {key}", value) if value else None
-    settings = vllm_flags.plan_settings(plan)
+        if value:
+            _safe_text(f"deploy.env {key}", value, ("deploy", "env", key))
+    try:
+        settings = vllm_flags.plan_settings(plan)
+    except vllm_flags.FlagError as exc:
+        raise RenderError(str(exc), ("vllm",)) from exc
     _check_extra_args(plan, {s.flag.name for s in settings})
     gpn = vllm_flags.gpus_per_node(plan)
     per_replica = vllm_flags.gpus_per_server(plan)

@@ -292,7 +292,9 @@ def inference_service(ctx: Context) -> dict[str, Any]:
         "resources": _gpu_resources(ctx, ctx.gpus_per_pod),
     }
     if not ctx.spans_nodes:
-        model["runtimeVersion"] = ctx.image.rsplit(":", 1)[1]  # the runtime's vllm/vllm-openai tag: our version
+        model["runtimeVersion"] = ctx.image.rsplit(":", 1)[
+            1
+        ]  # the runtime's vllm/vllm-openai tag: our version
     predictor: dict[str, Any] = {"minReplicas": ctx.replicas, "model": model, **_scheduling(ctx)}
     if ctx.spans_nodes:
         predictor["workerSpec"] = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from math import ceil
 
 from ..facts.model_facts import ModelFacts
-from ..facts.weights import pp_layer_range, weight_bytes_per_gpu
+from ..facts.weights import dtype_bytes, pp_layer_range, weight_bytes_per_gpu
 from ..plan import EngineConfig, MemoryPlan, RankMemory, Resolved
 from ..units import GIB
 from . import kv_cache as kv
@@ -29,8 +29,6 @@ from .memory_terms import (
     terms_for,
 )
 
-_DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "fp16": 2, "bf16": 2}
-
 # Kernels whose MoE path does not keep fused_moe's cache13/cache2 workspaces (gpt-oss MXFP4 runs on
 # triton_kernels / Marlin): calib gpt-oss-20b-h100-util095-v019-oom and -tp2-util09-v019 show no MoE term.
 _NO_MOE_WORKSPACE_QUANT = {"mxfp4", "gpt_oss_mxfp4"}
@@ -38,10 +36,6 @@ _NO_MOE_WORKSPACE_QUANT = {"mxfp4", "gpt_oss_mxfp4"}
 # fused_moe processes at most VLLM_FUSED_MOE_CHUNK_SIZE tokens at a time (envs.py default 16384 * 4 = 65536
 # in 0.19; only matters for max_num_batched_tokens above it).
 _FUSED_MOE_CHUNK = 65536
-
-
-def dtype_bytes(dtype: str) -> int:
-    return _DTYPE_BYTES.get(dtype, 2)
 
 
 def stage_weights(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..facts.gpu_spec import GpuSpec
 from ..facts.model_facts import ModelFacts
+from ..facts.weights import dtype_bytes
 
 # --- calibrated efficiencies (bench/perf_accuracy.py over the controlled entries) -------------------
 # Achieved share of peak HBM bandwidth in decode (weight GEMV + paged attention). Microbenchmarks of
@@ -91,11 +92,10 @@ _QUANT_BYTES: dict[str, float] = {
 }
 # Methods whose GEMMs run in FP8 on tensor cores that have FP8 (W8A8); the rest dequantise to 16 bit.
 _FP8_COMPUTE = {"fp8", "fbgemm_fp8", "modelopt", "ptpc_fp8"}
-_DTYPE_BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}
 
 
 def kv_elem_bytes(kv_cache_dtype: str, dtype: str) -> float:
-    return 1.0 if kv_cache_dtype.startswith("fp8") else _DTYPE_BYTES.get(dtype, 2.0)
+    return 1.0 if kv_cache_dtype.startswith("fp8") else float(dtype_bytes(dtype))
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def model_shape(
     layers follow the method's bytes per weight; embeddings and lm_head stay 16 bit unless the
     checkpoint quantizes lm_head (vLLM keeps ParallelLMHead unquantized by default)."""
     method, bits = _quant_method(model, quantization)
-    wb = _DTYPE_BYTES.get(dtype, 2.0)
+    wb = float(dtype_bytes(dtype))
     if method is None:
         qb = wb
     elif method == "compressed-tensors":

@@ -37,7 +37,9 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
     dtype_default = resolve_dtype(model, "auto", gpu.compute_capability)
     dtype = pick(
         "dtype",
-        resolve_dtype(model, profile.model.dtype, gpu.compute_capability) if _user(profile.model.dtype) else None,
+        resolve_dtype(model, profile.model.dtype, gpu.compute_capability)
+        if _user(profile.model.dtype)
+        else None,
         dtype_default,
         f"vLLM {v} `auto`: checkpoint dtype {model.dtype} on compute capability {gpu.compute_capability}",
     )
@@ -51,10 +53,18 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
     )
     kv_user = vllm_spec.kv_cache_dtype if vllm_spec.kv_cache_dtype != "auto" else profile.model.kv_cache_dtype
     kv_default = "fp8" if model.quantization and model.quantization.kv_cache_scheme else "auto"
-    kv_cache_dtype = pick("kv_cache_dtype", kv_user, kv_default, f"vLLM {v} `auto`: the model dtype or the checkpoint's KV scheme")
+    kv_cache_dtype = pick(
+        "kv_cache_dtype",
+        kv_user,
+        kv_default,
+        f"vLLM {v} `auto`: the model dtype or the checkpoint's KV scheme",
+    )
 
     max_model_len = pick(
-        "max_model_len", profile.model.max_model_len, model.max_model_len, "the model's maximum context as vLLM derives it"
+        "max_model_len",
+        profile.model.max_model_len,
+        model.max_model_len,
+        "the model's maximum context as vLLM derives it",
     )
 
     gpus = profile.hardware.gpus
@@ -63,7 +73,13 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         default_tp = max(1, gpus // par.pipeline_parallel_size)
     else:
         default_tp = min(gpus, per_node)
-    tp = pick("tensor_parallel_size", par.tensor_parallel_size, default_tp, f"{default_tp} GPU(s): tensor parallel within a node", "derived")
+    tp = pick(
+        "tensor_parallel_size",
+        par.tensor_parallel_size,
+        default_tp,
+        f"{default_tp} GPU(s): tensor parallel within a node",
+        "derived",
+    )
     pp = pick(
         "pipeline_parallel_size",
         par.pipeline_parallel_size,
@@ -71,17 +87,30 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         "the replica's remaining GPUs as pipeline stages (across nodes)",
         "derived",
     )
-    dp = pick("data_parallel_size", par.data_parallel_size, 1, "one engine per replica; deploy.replicas scales out", "derived")
+    dp = pick(
+        "data_parallel_size",
+        par.data_parallel_size,
+        1,
+        "one engine per replica; deploy.replicas scales out",
+        "derived",
+    )
     expert_parallel = pick("enable_expert_parallel", par.enable_expert_parallel, False, f"vLLM {v} default")
 
     utilization = pick(
         "gpu_memory_utilization",
-        vllm_spec.gpu_memory_utilization if _user(vllm_spec.gpu_memory_utilization) else profile.policy.gpu_memory_utilization,
+        vllm_spec.gpu_memory_utilization
+        if _user(vllm_spec.gpu_memory_utilization)
+        else profile.policy.gpu_memory_utilization,
         version.gpu_memory_utilization,
         f"vLLM {v} default",
     )
 
-    chunked = pick("enable_chunked_prefill", vllm_spec.enable_chunked_prefill, version.chunked_prefill_default, f"vLLM {v} default")
+    chunked = pick(
+        "enable_chunked_prefill",
+        vllm_spec.enable_chunked_prefill,
+        version.chunked_prefill_default,
+        f"vLLM {v} default",
+    )
     batch = batch_defaults(version, gpu)
     seqs_default, tokens_default = batch.max_num_seqs, batch.max_num_batched_tokens
     # engine/arg_utils.py: without chunked prefill one step must hold a whole prompt; a step never
@@ -89,7 +118,10 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
     if not chunked:
         tokens_default = max(tokens_default, max_model_len)
     max_num_seqs = pick(
-        "max_num_seqs", vllm_spec.max_num_seqs, seqs_default, f"vLLM {v} `vllm serve` default for {gpu.memory_gib:.0f} GiB GPUs"
+        "max_num_seqs",
+        vllm_spec.max_num_seqs,
+        seqs_default,
+        f"vLLM {v} `vllm serve` default for {gpu.memory_gib:.0f} GiB GPUs",
     )
     tokens_default = min(tokens_default, max_num_seqs * max_model_len)
     max_num_batched_tokens = pick(
@@ -100,12 +132,23 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
     )
     if decisions["max_num_seqs"].by != "user" and max_num_seqs > max_num_batched_tokens:
         max_num_seqs = max_num_batched_tokens
-        decisions["max_num_seqs"] = Decision(value=max_num_seqs, by="vllm-default", reason="capped at max_num_batched_tokens")
+        decisions["max_num_seqs"] = Decision(
+            value=max_num_seqs, by="vllm-default", reason="capped at max_num_batched_tokens"
+        )
 
-    block_size = pick("block_size", vllm_spec.block_size, version.block_size, f"vLLM {v} attention backend default")
+    block_size = pick(
+        "block_size", vllm_spec.block_size, version.block_size, f"vLLM {v} attention backend default"
+    )
     enforce_eager = pick("enforce_eager", vllm_spec.enforce_eager, False, f"vLLM {v} default: CUDA graphs on")
-    prefix = pick("enable_prefix_caching", vllm_spec.enable_prefix_caching, version.prefix_caching_default, f"vLLM {v} default")
-    max_capture = pick("max_cudagraph_capture_size", vllm_spec.max_cudagraph_capture_size, None, f"vLLM {v} default")
+    prefix = pick(
+        "enable_prefix_caching",
+        vllm_spec.enable_prefix_caching,
+        version.prefix_caching_default,
+        f"vLLM {v} default",
+    )
+    max_capture = pick(
+        "max_cudagraph_capture_size", vllm_spec.max_cudagraph_capture_size, None, f"vLLM {v} default"
+    )
 
     engine = EngineConfig(
         dtype=dtype,
@@ -135,7 +178,9 @@ def with_capture_sizes(engine: EngineConfig, resolved: Resolved) -> EngineConfig
     """CUDA graph capture sizes follow from the batch settings; recompute whenever those change."""
     if engine.enforce_eager:
         return engine.model_copy(update={"cudagraph_capture_sizes": []})
-    sizes = cudagraph_capture_sizes(resolved.vllm, engine.max_num_seqs, engine.max_num_batched_tokens, resolved.gpu)
+    sizes = cudagraph_capture_sizes(
+        resolved.vllm, engine.max_num_seqs, engine.max_num_batched_tokens, resolved.gpu
+    )
     if engine.max_cudagraph_capture_size:
         sizes = [s for s in sizes if s <= engine.max_cudagraph_capture_size]
     return engine.model_copy(update={"cudagraph_capture_sizes": sizes})

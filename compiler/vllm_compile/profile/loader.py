@@ -21,7 +21,9 @@ Position = tuple[str, int, int]  # file, line, column (1-based)
 class LoadedProfile:
     """A profile after overlays: the merged document, where each value came from, and the model."""
 
-    def __init__(self, path: Path, name: str, data: dict[str, Any], positions: dict[Path_, Position], profile: Profile):
+    def __init__(
+        self, path: Path, name: str, data: dict[str, Any], positions: dict[Path_, Position], profile: Profile
+    ):
         self.path = path
         self.name = name
         self.data = data
@@ -86,12 +88,18 @@ def _read_yaml(path: Path, display: str) -> tuple[Any, dict[Path_, Position]]:
         mark = exc.problem_mark
         key = str(exc.problem).split('"')[1] if '"' in str(exc.problem) else "?"
         raise DiagnosticError(
-            [Diagnostic(display, mark.line + 1, mark.column + 1, "duplicate-key", f"key '{key}' appears twice")]
+            [
+                Diagnostic(
+                    display, mark.line + 1, mark.column + 1, "duplicate-key", f"key '{key}' appears twice"
+                )
+            ]
         ) from exc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        raise DiagnosticError([Diagnostic(display, line, col, "yaml", f"{exc.problem or exc.context}")]) from exc
+        raise DiagnosticError(
+            [Diagnostic(display, line, col, "yaml", f"{exc.problem or exc.context}")]
+        ) from exc
     positions: dict[Path_, Position] = {}
     _collect_positions(doc, (), display, positions)
     return _plain(doc), positions
@@ -130,7 +138,9 @@ def _plain(node: Any) -> Any:
 # --- extends ---------------------------------------------------------------------------------------
 
 
-def _load_with_extends(path: Path, display: str, stack: tuple[Path, ...]) -> tuple[dict, dict[Path_, Position]]:
+def _load_with_extends(
+    path: Path, display: str, stack: tuple[Path, ...]
+) -> tuple[dict, dict[Path_, Position]]:
     resolved = path.resolve()
     if resolved in stack:
         chain = " -> ".join(p.name for p in (*stack, resolved))
@@ -211,9 +221,15 @@ def _diagnose(error, positions: dict[Path_, Position], display: str) -> list[Dia
             for key in sorted(set(error.instance) - allowed)
         ]
     if error.validator == "required":
-        return [Diagnostic(*_where(positions, path, display), "missing-key", f"{_dotted(path)}: {error.message}")]
+        return [
+            Diagnostic(*_where(positions, path, display), "missing-key", f"{_dotted(path)}: {error.message}")
+        ]
     leaf = _most_relevant(error)
-    code = "range" if leaf.validator in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} else "type"
+    code = (
+        "range"
+        if leaf.validator in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+        else "type"
+    )
     if leaf.validator in {"enum", "const", "pattern", "minLength"}:
         code = "value"
     return [Diagnostic(*_where(positions, path, display), code, f"{_dotted(path)}: {_message(error, leaf)}")]
@@ -256,6 +272,10 @@ def _build_model(data: dict, positions: dict[Path_, Position], display: str) -> 
         return Profile.model_validate(data)
     except ValidationError as exc:
         raise DiagnosticError(
-            Diagnostic(*_where(positions, tuple(e["loc"]), display), "invalid", f"{_dotted(tuple(e['loc']))}: {e['msg']}")
+            Diagnostic(
+                *_where(positions, tuple(e["loc"]), display),
+                "invalid",
+                f"{_dotted(tuple(e['loc']))}: {e['msg']}",
+            )
             for e in exc.errors()
         ) from exc

@@ -47,7 +47,9 @@ def profile_reference_markdown() -> str:
                 shown = "required"
             else:
                 shown = f"`{json.dumps(prop['default'])}`" if "default" in prop else "(its defaults)"
-            description = prop.get("description", defs.get(ref.split("/")[-1], {}).get("description", "") if ref else "")
+            description = prop.get(
+                "description", defs.get(ref.split("/")[-1], {}).get("description", "") if ref else ""
+            )
             lines.append(f"| `{prefix}{key}` | {type_of(prop)} | {shown} | {description.replace('|', '/')} |")
             if ref and ref.split("/")[-1] not in {"Toleration", "Distribution"}:
                 walk(defs[ref.split("/")[-1]], f"{prefix}{key}.")

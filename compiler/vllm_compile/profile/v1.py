@@ -16,16 +16,12 @@ DEFAULT_VLLM_VERSION = "0.33.0"  # newest release in facts/vllm_versions.py
 
 # vLLM `--dtype` choices (config/model.py), plus the common shorthand the wizard accepts.
 DType = Literal["auto", "half", "float16", "bfloat16", "float", "float32", "fp16", "bf16"]
-KvCacheDType = Literal[
-    "auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla"
-]
+KvCacheDType = Literal["auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla"]
 Quantization = Literal[
     "auto", "none", "awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "compressed-tensors",
     "modelopt", "modelopt_fp4", "mxfp4", "bitsandbytes", "gguf",
 ]  # fmt: skip
-Target = Literal[
-    "command", "vllm-config", "profile", "compose", "helm", "k8s", "lws", "kserve", "report"
-]
+Target = Literal["command", "vllm-config", "profile", "compose", "helm", "k8s", "lws", "kserve", "report"]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
@@ -38,12 +34,22 @@ class ModelSpec(_Section):
     """The model to serve: a Hugging Face id (catalog or Hub) or a local directory with config.json."""
 
     id: str = Field(min_length=1, description="Hugging Face repo id, or a local directory with config.json.")
-    revision: str | None = Field(None, description="Branch, tag or commit; pinned to a commit sha in the lock.")
-    dtype: DType = Field("auto", description="vLLM --dtype; `auto` follows the checkpoint (fp32 runs as bf16 on SM>=8.0).")
-    quantization: Quantization = Field("auto", description="`auto`/`none`: as the checkpoint is; else vLLM --quantization.")
+    revision: str | None = Field(
+        None, description="Branch, tag or commit; pinned to a commit sha in the lock."
+    )
+    dtype: DType = Field(
+        "auto", description="vLLM --dtype; `auto` follows the checkpoint (fp32 runs as bf16 on SM>=8.0)."
+    )
+    quantization: Quantization = Field(
+        "auto", description="`auto`/`none`: as the checkpoint is; else vLLM --quantization."
+    )
     kv_cache_dtype: KvCacheDType | None = Field(None, description="Shorthand for vllm.kv_cache_dtype.")
-    max_model_len: PositiveInt | Auto = Field("auto", description="Context length; `auto` = the model's maximum, or the largest that fits.")
-    params_b: float | None = Field(None, gt=0, description="Parameter count in billions for a model with no config (estimate).")
+    max_model_len: PositiveInt | Auto = Field(
+        "auto", description="Context length; `auto` = the model's maximum, or the largest that fits."
+    )
+    params_b: float | None = Field(
+        None, gt=0, description="Parameter count in billions for a model with no config (estimate)."
+    )
     trust_remote_code: bool = False
     served_model_name: str | None = None
 
@@ -51,10 +57,16 @@ class ModelSpec(_Section):
 class HardwareSpec(_Section):
     gpu_name: str = Field(description='GPU model, e.g. "H100", "A100 80GB", "RTX 4090", or `detect` (NVML).')
     gpus: PositiveInt = Field(1, description="GPUs for one replica of this deployment (all nodes).")
-    gpus_per_node: PositiveInt | None = Field(None, description="GPUs in one node; default: the catalog's usual node size.")
+    gpus_per_node: PositiveInt | None = Field(
+        None, description="GPUs in one node; default: the catalog's usual node size."
+    )
     interconnect: Literal["unknown", "nvlink", "pcie", "infiniband", "ethernet"] = "unknown"
-    vram_gib: float | None = Field(None, gt=0, description="Override the GPU memory (GiB as CUDA reports it).")
-    vram_gb: float | None = Field(None, gt=0, description="Override the GPU memory in decimal GB (the wizard's unit).")
+    vram_gib: float | None = Field(
+        None, gt=0, description="Override the GPU memory (GiB as CUDA reports it)."
+    )
+    vram_gb: float | None = Field(
+        None, gt=0, description="Override the GPU memory in decimal GB (the wizard's unit)."
+    )
 
 
 class ParallelismSpec(_Section):
@@ -84,7 +96,9 @@ class WorkloadSpec(_Section):
     gen_tokens: PositiveInt | Distribution | None = None
     concurrency: PositiveInt | None = Field(None, description="Requests in flight (closed loop).")
     request_rate: float | None = Field(None, gt=0, description="Requests per second (open loop).")
-    mode: Literal["balanced", "throughput", "latency"] | None = Field(None, description="The wizard's objective.")
+    mode: Literal["balanced", "throughput", "latency"] | None = Field(
+        None, description="The wizard's objective."
+    )
     objective: Literal["throughput", "latency", "balanced", "cost"] | None = None
     slo: SloSpec | None = None
 
@@ -105,20 +119,36 @@ class VllmSpec(_Section):
     kv_cache_memory_bytes: PositiveInt | None = None
     num_gpu_blocks_override: PositiveInt | None = None
     cpu_offload_gb: float = Field(0.0, ge=0)
-    extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` flags, checked against the version's flags.")
+    extra_args: list[str] = Field(
+        default_factory=list, description="More `vllm serve` flags, checked against the version's flags."
+    )
 
 
 class PolicySpec(_Section):
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = Field(
         None, description="The wizard's utilization; used when vllm.gpu_memory_utilization is auto."
     )
-    fragmentation_factor: float = Field(1.0, ge=1, le=2, description="Safety factor on the non-KV estimate for the risk level.")
-    headroom_gb: float = Field(0.5, ge=0, description="Memory that must stay free outside vLLM's budget (GB).")
-    overhead_gb: float | None = Field(None, ge=0, description="The wizard's flat overhead; recorded, superseded by the measured model.")
-    fail_on: Literal["high", "medium", "never"] = Field("high", description="Risk that fails the compile (exit 1).")
-    medium_kv_margin: float = Field(0.10, ge=0, le=1, description="KV cache below this share of the budget is MEDIUM risk.")
-    allow_quantization: bool = Field(False, description="Let the recommender quantize (fp8) when that is what fits.")
-    max_gpu_memory_utilization: float = Field(0.95, gt=0, le=1, description="Upper bound the recommender may pick.")
+    fragmentation_factor: float = Field(
+        1.0, ge=1, le=2, description="Safety factor on the non-KV estimate for the risk level."
+    )
+    headroom_gb: float = Field(
+        0.5, ge=0, description="Memory that must stay free outside vLLM's budget (GB)."
+    )
+    overhead_gb: float | None = Field(
+        None, ge=0, description="The wizard's flat overhead; recorded, superseded by the measured model."
+    )
+    fail_on: Literal["high", "medium", "never"] = Field(
+        "high", description="Risk that fails the compile (exit 1)."
+    )
+    medium_kv_margin: float = Field(
+        0.10, ge=0, le=1, description="KV cache below this share of the budget is MEDIUM risk."
+    )
+    allow_quantization: bool = Field(
+        False, description="Let the recommender quantize (fp8) when that is what fits."
+    )
+    max_gpu_memory_utilization: float = Field(
+        0.95, gt=0, le=1, description="Upper bound the recommender may pick."
+    )
 
 
 class Toleration(_Section):
@@ -160,7 +190,9 @@ class Profile(_Section):
 
     profile_version: Literal[1] = Field(description="Profile language version.")
     extends: str | None = Field(None, description="Relative path of a base profile to overlay (deep merge).")
-    name: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Output folder; default the file name.")
+    name: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Output folder; default the file name."
+    )
     description: str | None = None
     model: ModelSpec
     hardware: HardwareSpec
