@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -21,15 +22,17 @@ from typing import Any
 
 import yaml
 
-from vllm_compile import api
-from vllm_compile.facts.vllm_versions import SUPPORTED_VERSIONS
-from vllm_compile.passes.memory import plan_memory
-from vllm_compile.passes.memory_terms import parse_version
-from vllm_compile.passes.policy import judge
-from vllm_compile.passes.settings import decide_engine
-from vllm_compile.plan import Plan
-from vllm_compile.resolve import resolve
-from vllm_compile.units import GIB
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a benchmark never waits on the network
+
+from vllm_compile import api  # noqa: E402
+from vllm_compile.facts.vllm_versions import SUPPORTED_VERSIONS  # noqa: E402
+from vllm_compile.passes.memory import plan_memory  # noqa: E402
+from vllm_compile.passes.memory_terms import parse_version  # noqa: E402
+from vllm_compile.passes.policy import judge  # noqa: E402
+from vllm_compile.passes.settings import decide_engine  # noqa: E402
+from vllm_compile.plan import Plan  # noqa: E402
+from vllm_compile.resolve import resolve  # noqa: E402
+from vllm_compile.units import GIB  # noqa: E402
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "memory_observations.yaml"
 
@@ -147,8 +150,21 @@ def evaluate(entry: dict[str, Any]) -> dict[str, Any]:
         blocks=(plan.memory.kv.num_blocks, obs.get("gpu_blocks")),
         starts=plan.verdict.starts,
         failed=_failed(entry),
+        inconsistent=_inconsistent(entry, plan.resolved.vllm.cuda_graph_deducted),
     )
     return row
+
+
+def _inconsistent(entry: dict[str, Any], graphs_deducted: bool) -> bool:
+    """A data-quality check on the entry itself, not on our prediction: its logged parts must add up to
+    its stated budget (utilization x total), as vLLM's own formula makes them. More than 2% apart means
+    a figure or a setting in the entry is wrong (e.g. a summary table that mislabels the utilization)."""
+    obs, total, util = entry["observed"], entry.get("gpu_total_gib"), entry.get("gpu_memory_utilization")
+    parts = [obs.get(k) for k in ("weights_gib", "activation_peak_gib", "non_torch_gib", "kv_cache_gib")]
+    if entry.get("engine") != "V1" or None in parts or not total or not util:
+        return False
+    logged = sum(parts) + (obs.get("cuda_graph_gib") or 0.0) * graphs_deducted
+    return abs(logged - total * util) > 0.02 * total * util
 
 
 def _failed(entry: dict[str, Any]) -> bool:
@@ -255,6 +271,14 @@ def _summary(rows: list[dict[str, Any]]) -> None:
             if len(caught) == len(failures)
             else f" (missed: {', '.join(r['id'] for r in failures if r['starts'])})"
         )
+    )
+    clean = [r for r in v1_kv if not r["inconsistent"]]
+    clean_errs = [abs(_pct(r["kv_gib"]) or 0) for r in clean]
+    print(
+        f"SUMMARY the same without entries whose own figures do not add up to their budget "
+        f"({', '.join(r['id'] for r in v1_kv if r['inconsistent']) or 'none'}): "
+        f"KV GiB MAE {sum(clean_errs) / max(1, len(clean_errs)):.2f}% over {len(clean)}; "
+        f"within +-5%: {sum(e <= 5 for e in clean_errs)}/{len(clean)}"
     )
     errors = [r for r in rows if "error" in r]
     if errors:
