@@ -131,3 +131,31 @@ def test_in_memory_profiles_are_validated_like_files() -> None:
             {"profile_version": 1, "model": {"id": "a/b"}, "hardware": {"gpu_name": "H100", "gpus": 0}}
         )
     assert "hardware.gpus" in str(info.value)
+
+
+TRICKY_SCALARS = [
+    "yes", "no", "on", "off", "true", "False", "TRUE", "null", "~", "", "010", "0o10", "0x1F", "1_000", "1:20",
+    "1e3", "1.5", "-2", "+3", ".5", "-.inf", ".NaN", "2024-01-01", "0.33.0", "abc", "'quoted'", '"7"', "[1, 2]",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("scalar", TRICKY_SCALARS)
+def test_fast_reader_reads_every_value_as_ruamel_does(tmp_path: Path, scalar: str) -> None:
+    """Profiles are read with libyaml for speed; ruamel.yaml (YAML 1.2) stays the reference for values."""
+    import math
+
+    from vllm_compile.profile.loader import _read_yaml, _ruamel_load
+
+    text = f"a: {scalar}\nb:\n  - {scalar}\n"
+    path = write(tmp_path / "p.yaml", text)
+    fast, reference = _read_yaml(path, "p.yaml"), _ruamel_load(text, "p.yaml")
+    for key in ("a",):
+        if isinstance(reference[key], float) and math.isnan(reference[key]):
+            assert math.isnan(fast[key])
+        else:
+            assert fast == reference and type(fast[key]) is type(reference[key])
+
+
+def test_yes_is_not_a_boolean_in_profiles(tmp_path: Path) -> None:
+    messages = diagnostics_of(write(tmp_path / "p.yaml", WIZARD + "vllm: {enforce_eager: yes}\n"))
+    assert any("vllm.enforce_eager" in m for m in messages)

@@ -49,10 +49,15 @@ def test_unknown_flag_gets_a_did_you_mean() -> None:
 
 def test_removed_renamed_and_later_flags_are_explained() -> None:
     assert check_args("0.33.0", ["--swap-space", "4"]) == [
-        "unknown flag --swap-space for vLLM 0.33.0: removed in vLLM 0.12.0"
+        "unknown flag --swap-space for vLLM 0.33.0: removed in vLLM 0.18.0 (vllm PR #36216)"
     ]
-    assert check_args("0.20.0", ["--cuda-graph-sizes", "8"]) == [
-        "unknown flag --cuda-graph-sizes for vLLM 0.20.0: renamed to --cudagraph-capture-sizes in vLLM 0.11.1"
+    assert check_args("0.18.0", ["--swap-space", "4"]) == [
+        "unknown flag --swap-space for vLLM 0.18.0: removed in vLLM 0.18.0 (vllm PR #36216)"
+    ]
+    assert check_args("0.17.0", ["--swap-space", "4"]) == []
+    assert check_args("0.33.0", ["--cuda-graph-sizes", "8"]) == [
+        "unknown flag --cuda-graph-sizes for vLLM 0.33.0: renamed to --cudagraph-capture-sizes in vLLM 0.11.1 "
+        "(vllm PR #26016)"
     ]
     assert check_args("0.8.5", ["--max-cudagraph-capture-size", "64"]) == [
         "unknown flag --max-cudagraph-capture-size for vLLM 0.8.5: first in vLLM 0.11.1"
@@ -101,7 +106,8 @@ def test_version_without_file_is_lower_file_plus_changes() -> None:
     fs = flag_set("0.12.0")
     assert (fs.base, fs.exact) == ("0.10.2", False)
     assert "--max-cudagraph-capture-size" in fs.flags and "--cudagraph-capture-sizes" in fs.flags
-    assert "--cuda-graph-sizes" not in fs.flags and "--swap-space" not in fs.flags
+    assert fs.flags["--cuda-graph-sizes"].deprecated  # the old name stays accepted after the rename
+    assert "--max-seq-len-to-capture" not in fs.flags and "--disable-log-requests" not in fs.flags
     # A flag the next carried release has, first release unknown: accepted from users, never emitted.
     assert check_args("0.12.0", ["--max-num-queued-reqs", "8"]) == []
     assert vllm_flags.resolve_flag(fs, "--max-num-queued-reqs") is None

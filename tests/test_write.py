@@ -58,16 +58,18 @@ def test_crash_while_writing_a_later_file_renames_nothing(
 ) -> None:
     apply_changes(pending_changes(tmp_path, {"a": "1\n", "b": "1\n"}, []))
     before = snapshot(tmp_path)
-    real_fsync = os.fsync
+    import tempfile
+
+    real_mkstemp = tempfile.mkstemp
     count = {"n": 0}
 
-    def fsync_then_crash(fd):
+    def mkstemp_then_crash(*args, **kwargs):
         count["n"] += 1
         if count["n"] == 2:
             raise OSError("disk full")
-        real_fsync(fd)
+        return real_mkstemp(*args, **kwargs)
 
-    monkeypatch.setattr(os, "fsync", fsync_then_crash)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_crash)
     with pytest.raises(OSError, match="disk full"):
         apply_changes(pending_changes(tmp_path, {"a": "2\n", "b": "2\n"}, []))
     assert snapshot(tmp_path) == before

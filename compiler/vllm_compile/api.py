@@ -15,7 +15,7 @@ from typing import Any
 
 from .diagnostics import Diagnostic, DiagnosticError, ExitCode
 from .facts.model_facts import ModelFacts
-from .lock import LOCK_FILE, build_lock, dump_lock, inputs_sha256, locked_model, read_lock
+from .lock import LOCK_FILE, LockFile, build_lock, dump_lock, inputs_sha256, locked_model
 from .plan import Plan, Resolved
 from .profile.loader import LoadedProfile, is_base, load_profile, profile_from_dict
 from .profile.v1 import Profile
@@ -24,6 +24,8 @@ from .write import Change, apply_changes, pending_changes, remove_tree
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 POLICY_CODE = "oom-risk"
+SUMMARY_KEYS = {"name", "gpu", "gpus", "starts", "oom_risk", "fails_policy", "kv_tokens", "max_concurrency",
+                "reasons", "warnings", "capacity_ok", "capacity_notes"}  # fmt: skip
 
 
 # --- one deployment ------------------------------------------------------------------------------
@@ -202,8 +204,6 @@ def _relative_to_root(path: Path, root: Path) -> str:
 def _compile_one(
     path: Path, *, root: Path, out: Path, check: bool, force: bool, emit: list[str] | None
 ) -> ProfileResult:
-    from .render import render_artifacts
-
     item = ProfileResult(path=path, display=_display(path))
     try:
         loaded = load_profile(path, item.display)
@@ -212,22 +212,34 @@ def _compile_one(
         return item
     item.name = loaded.name
     directory = out / loaded.name
-    previous = read_lock(directory / LOCK_FILE)
+    previous = LockFile.read(directory / LOCK_FILE)
     try:
-        resolved = resolve(loaded.profile, loaded.name, locked_model=locked_model(previous))
+        locked = locked_model(previous) if _facts_need_lock(loaded.profile) else None
+        resolved = resolve(loaded.profile, loaded.name, locked_model=locked)
     except ResolveError as exc:
         item.diagnostics = [Diagnostic(*loaded.position(exc.path), "resolve", str(exc))]
         return item
     inputs_hash = inputs_sha256(loaded.data, resolved)
     targets = emit or list(dict.fromkeys(loaded.profile.deploy.targets))
-    if previous and not force and not check and _lock_is_current(previous, inputs_hash, directory):
+    summary = previous.section("summary") if previous and not force and not check else None
+    if (
+        isinstance(summary, dict)
+        and summary.keys() >= SUMMARY_KEYS
+        and _lock_is_current(previous, inputs_hash, directory)
+    ):
         item.reused = True
-        item.summary = _summary_from_lock(previous)
-        item.diagnostics.extend(_policy_diagnostics(item.summary, loaded))
+        item.summary = summary
+        item.diagnostics.extend(_policy_diagnostics(summary, loaded))
         return item
+    from .render import RenderError, render_artifacts  # only when something is re-planned: start-up time
+
     plan = plan_resolved(resolved)
     item.plan = plan
-    artifacts = render_artifacts(plan, targets)
+    try:
+        artifacts = render_artifacts(plan, targets)
+    except RenderError as exc:  # e.g. an unknown flag in vllm.extra_args, a newline in a served name
+        item.diagnostics = [Diagnostic(*loaded.position(exc.path), "render", str(exc))]
+        return item
     lock = build_lock(
         plan,
         profile_path=_relative_to_root(path, root),
@@ -235,20 +247,29 @@ def _compile_one(
         inputs_hash=inputs_hash,
         artifacts=artifacts,
     )
+    lock["summary"] = _summary_from_lock(lock)
     files = {**artifacts, LOCK_FILE: dump_lock(lock)}
-    written_before = [LOCK_FILE, *(previous or {}).get("artifacts", {})]
+    written_before = [LOCK_FILE, *(previous.artifacts() if previous else {})]
     item.changes = pending_changes(directory, files, written_before)
-    item.summary = _summary_from_lock(lock)
+    item.summary = lock["summary"]
     item.diagnostics.extend(_policy_diagnostics(item.summary, loaded))
     return item
 
 
-def _lock_is_current(lock: dict[str, Any], inputs_hash: str, directory: Path) -> bool:
+def _facts_need_lock(profile: Profile) -> bool:
+    """Catalog models and local directories resolve without the network; only Hub facts come from the lock."""
+    from .facts.model_catalog import catalog_row
+
+    spec = profile.model
+    return spec.revision is not None or (catalog_row(spec.id) is None and not Path(spec.id).is_dir())
+
+
+def _lock_is_current(lock: LockFile, inputs_hash: str, directory: Path) -> bool:
     from .lock import sha256_text
 
-    if lock.get("inputs_sha256") != inputs_hash:
+    if lock.field("inputs_sha256") != inputs_hash:
         return False
-    for rel, digest in (lock.get("artifacts") or {}).items():
+    for rel, digest in lock.artifacts().items():
         try:
             if sha256_text((directory / rel).read_text(encoding="utf-8")) != digest:
                 return False
@@ -258,6 +279,7 @@ def _lock_is_current(lock: dict[str, Any], inputs_hash: str, directory: Path) ->
 
 
 def _summary_from_lock(lock: dict[str, Any]) -> dict[str, Any]:
+    """What the one-line report and the policy need, kept in the lock so an unchanged profile is not re-read."""
     engine, verdict, kv = lock["engine"], lock["verdict"], lock["memory"]["kv_cache"]
     gpu = lock["resolved"]["gpu"]
     return {
@@ -281,17 +303,17 @@ def _summary_from_lock(lock: dict[str, Any]) -> dict[str, Any]:
 def _policy_diagnostics(summary: dict[str, Any], loaded: LoadedProfile) -> list[Diagnostic]:
     """The verdict as diagnostics, at the profile's model line, where a reviewer looks first.
     Made from the lock's summary, so a profile that is not re-planned still says why it fails."""
-    file, line, col = loaded.position(("model", "id"))
-    out = []
+    messages: list[tuple[str, str, str]] = []
     if summary["fails_policy"]:
         why = "; ".join(summary["reasons"]) or "policy failed"
-        out.append(Diagnostic(file, line, col, f"{POLICY_CODE}-{summary['oom_risk'].lower()}", why, "error"))
-    if not summary["starts"]:
-        return out  # capacity and tuning warnings mean nothing for a deployment that will not start
-    notes = [] if summary["capacity_ok"] else summary["capacity_notes"]
-    for warning in [*notes, *summary["warnings"]]:
-        out.append(Diagnostic(file, line, col, "warning", warning, "warning"))
-    return out
+        messages.append((f"{POLICY_CODE}-{summary['oom_risk'].lower()}", why, "error"))
+    if summary["starts"]:  # capacity and tuning warnings mean nothing for a deployment that will not start
+        notes = [] if summary["capacity_ok"] else summary["capacity_notes"]
+        messages.extend(("warning", warning, "warning") for warning in [*notes, *summary["warnings"]])
+    if not messages:
+        return []
+    where = loaded.position(("model", "id"))
+    return [Diagnostic(*where, code, message, severity) for code, message, severity in messages]
 
 
 def _stale_outputs(out: Path, root: Path, given: list[Path], results: list[ProfileResult]) -> list[Path]:
@@ -302,11 +324,14 @@ def _stale_outputs(out: Path, root: Path, given: list[Path], results: list[Profi
     scopes = [_relative_to_root(p, root).rstrip("/") + "/" for p in given if p.is_dir()]
     names_by_source = {_relative_to_root(r.path, root): r.name for r in results}
     stale = []
+    compiled = {r.name for r in results if r.name}
     for lock_path in sorted(out.glob(f"*/{LOCK_FILE}")):
-        lock = read_lock(lock_path)
+        if lock_path.parent.name in compiled:
+            continue
+        lock = LockFile.read(lock_path)
         if lock is None:
             continue
-        source = str(lock.get("profile", ""))
+        source = lock.field("profile") or ""
         if not any(scope == "./" or source.startswith(scope) for scope in scopes):
             continue
         gone = not (root / source).is_file()

@@ -16,10 +16,10 @@ import jinja2
 
 from .artifacts import compose, context, helm, kube, report
 from .artifacts.context import RenderError
-from .artifacts.yaml_out import to_yaml, to_yaml_documents
 from .facts import vllm_flags
 from .plan import Plan
 from .resources import resource_dir
+from .yaml_text import to_yaml, to_yaml_documents
 
 __all__ = ["RenderError", "TARGETS", "render_artifacts", "render_template"]
 

@@ -68,7 +68,8 @@ def pending_changes(directory: Path, files: dict[str, str], previously_written: 
 
 def apply_changes(changes: list[Change]) -> None:
     """Every new file goes to a temporary file beside its target first; only when all are written are they
-    renamed into place (an atomic rename each), so a failure while writing leaves the tree as it was."""
+    renamed into place (an atomic rename each), so a failure while writing leaves the tree as it was.
+    No fsync: the rename already makes each file all-or-nothing, and the tree is regenerable output."""
     staged: list[tuple[Path, Path]] = []
     try:
         for change in changes:
@@ -82,8 +83,6 @@ def apply_changes(changes: list[Change]) -> None:
             staged.append((tmp, change.path))
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
                 handle.write(change.new)
-                handle.flush()
-                os.fsync(handle.fileno())
             if change.path.name.endswith(".sh"):
                 os.chmod(tmp, 0o755)
             else:

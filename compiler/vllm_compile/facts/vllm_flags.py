@@ -3,8 +3,10 @@
 Flag sets come from `facts/data/vllm_flags/<version>.json`, extracted statically from the released
 wheels (argparse option strings, checked against the real parser; see the `source` field of each
 file) and trimmed to the fields read here. A supported version with no file of its own starts from
-the nearest lower file and applies `CHANGES` (renames, removals, additions) for the releases in
-between; its flag set is marked approximate (`FlagSet.exact` is False).
+the nearest lower file and applies `CHANGES` (dated renames, removals, additions) for the releases in
+between; its flag set is marked approximate (`FlagSet.exact` is False). Flags of the next carried file
+whose first release is not known are accepted when users pass them (`FlagSet.maybe`) but never emitted
+by the compiler, so generated commands only use flags known to exist in the targeted release.
 """
 
 from __future__ import annotations
@@ -54,57 +56,30 @@ class Change:
     """One flag change in a release, as the release notes and vLLM's arg_utils.py history say."""
 
     version: str  # first release with the change
-    kind: str  # "rename" | "remove" | "add"
+    kind: str  # "rename" (new name added, old kept as a deprecated alias) | "remove" | "add"
     flag: str
     new: str | None = None  # rename target
     note: str = ""
 
 
 # Changes between the releases we carry files for (0.8.5, 0.10.2, 0.33.0), for the supported versions in
-# between. Only flags the compiler emits or users commonly pass are listed; the two neighbouring files
-# bound every entry (present in the lower, absent from the higher, or the reverse).
+# between. Only changes with a known first release are listed, each with its source; a flag whose first
+# release we do not know is accepted from users (FlagSet.maybe) but never emitted, and a flag whose
+# removal we cannot date stays accepted until the carried file that lacks it.
 CHANGES: tuple[Change, ...] = (
-    # vllm PR #20150 family (0.9.x): ModelConfig args built from the dataclass, store_true -> BooleanOptionalAction.
-    Change(
-        "0.9.0", "add", "--cuda-graph-sizes", note="SchedulerConfig.cuda_graph_sizes (0.9.0 release notes)"
-    ),
-    Change(
-        "0.10.0", "remove", "--enable-reasoning", note="reasoning is on whenever --reasoning-parser is set"
-    ),
-    Change("0.10.0", "remove", "--num-scheduler-steps", note="V0 multi-step scheduling removed"),
-    Change("0.10.0", "remove", "--use-v2-block-manager", note="V0 block manager removed"),
-    Change("0.10.2", "add", "--kv-cache-memory-bytes", note="CacheConfig.kv_cache_memory_bytes"),
-    Change(
-        "0.10.2",
-        "add",
-        "--enable-log-requests",
-        note="replaces --disable-log-requests (deprecated in 0.10.2)",
-    ),
-    # vllm PR #26016 (v0.11.1): new CompilationConfig flags; --cuda-graph-sizes deprecated as an alias.
+    Change("0.9.0", "add", "--cuda-graph-sizes", note="vllm PR #17201 (merged after 0.8.5)"),
+    Change("0.11.0", "remove", "--max-seq-len-to-capture", note="vllm PR #25543"),
+    # vllm PR #26016: --cudagraph-capture-sizes / --max-cudagraph-capture-size; --cuda-graph-sizes deprecated.
     Change("0.11.1", "add", "--max-cudagraph-capture-size", note="vllm PR #26016"),
     Change("0.11.1", "rename", "--cuda-graph-sizes", new="--cudagraph-capture-sizes", note="vllm PR #26016"),
     Change(
-        "0.11.0",
+        "0.12.0",
         "remove",
-        "--max-seq-len-to-capture",
-        note="CUDA graphs bounded by --max-cudagraph-capture-size",
+        "--disable-log-requests",
+        note="vllm PR #29402; logging is off unless --enable-log-requests",
     ),
-    Change(
-        "0.11.0",
-        "rename",
-        "--guided-decoding-backend",
-        new="--structured-outputs-config",
-        note="structured outputs config",
-    ),
-    Change("0.11.0", "remove", "--task", note="use --runner / --convert (added 0.10.0)"),
-    Change("0.11.0", "rename", "--override-pooler-config", new="--pooler-config"),
-    Change(
-        "0.12.0", "rename", "--disable-log-requests", new="--enable-log-requests", note="inverted meaning"
-    ),
-    Change("0.12.0", "remove", "--swap-space", note="V0 CPU swap removed"),
-    Change("0.12.0", "remove", "--preemption-mode", note="V1 always recomputes"),
-    Change("0.12.0", "remove", "--rope-scaling", note="use --hf-overrides"),
-    Change("0.12.0", "remove", "--rope-theta", note="use --hf-overrides"),
+    Change("0.13.0", "remove", "--task", note="deprecated by vllm PR #21470: use --runner / --convert"),
+    Change("0.18.0", "remove", "--swap-space", note="vllm PR #36216"),
 )
 
 # Engine settings (EngineConfig field names) -> the long flag in the newest spelling.
@@ -205,6 +180,11 @@ def _strings(flags: dict[str, Flag]) -> dict[str, Flag]:
     return out
 
 
+def _explain(ch: Change) -> str:
+    what = f"renamed to {ch.new}" if ch.kind == "rename" else "removed"
+    return f"{what} in vLLM {ch.version}" + (f" ({ch.note})" if ch.note else "")
+
+
 @cache
 def flag_set(version: str) -> FlagSet:
     """The flags `vllm serve` of `version` accepts."""
@@ -229,27 +209,26 @@ def flag_set(version: str) -> FlagSet:
                 flags[ch.flag] = upper[ch.flag]
             elif ch.kind == "remove":
                 flags.pop(ch.flag, None)
-                gone[ch.flag] = f"removed in vLLM {ch.version}" + (f" ({ch.note})" if ch.note else "")
+                gone[ch.flag] = _explain(ch)
             elif ch.kind == "rename" and ch.new:
-                old = flags.pop(ch.flag, None)
+                # The new name arrives; the old one stays as a deprecated alias until a dated removal
+                # (or the next carried file) drops it.
+                old = flags.get(ch.flag)
+                if old is not None:
+                    flags[ch.flag] = Flag(**{**old.__dict__, "deprecated": True})
                 if ch.new not in flags:
                     src = upper.get(ch.new) or old
                     if src is not None:
                         flags[ch.new] = Flag(
                             **{**src.__dict__, "name": ch.new, "negation": None, "inverse": None}
                         )
-                gone[ch.flag] = f"renamed to {ch.new} in vLLM {ch.version}"
         known = _strings(flags)
         maybe = {s: f for s, f in _strings(upper).items() if s not in known and s not in gone}
     else:
         # Exact file: explain flags that later/earlier files know under another name.
         for ch in CHANGES:
             if ch.flag not in flags and ch.kind in ("remove", "rename") and _vkey(ch.version) <= vk:
-                gone[ch.flag] = (
-                    f"renamed to {ch.new} in vLLM {ch.version}"
-                    if ch.kind == "rename"
-                    else f"removed in vLLM {ch.version}"
-                )
+                gone[ch.flag] = _explain(ch)
     return FlagSet(version, base, base == version, flags, _strings(flags), gone, maybe)
 
 

@@ -12,6 +12,7 @@ Pure functions of (ModelFacts, EngineConfig, available bytes). Sources, all in v
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from math import ceil
 
@@ -183,16 +184,20 @@ def in_flight_tokens(engine: EngineConfig, batches: int = 1) -> int:
     return engine.max_num_batched_tokens * batches
 
 
-def blocks_per_request(group: KvGroup, max_model_len: int, block_size: int, in_flight: int) -> int:
-    """Blocks one max_model_len request takes in one group (`*Spec.max_memory_usage_bytes` / page)."""
-    if group.kind == "sliding" and group.window:
-        tokens = min(group.window - 1 + in_flight, max_model_len)
+def _blocks(kind: str, window: int | None, max_model_len: int, block_size: int, in_flight: int) -> int:
+    if kind == "sliding" and window:
+        tokens = min(window - 1 + in_flight, max_model_len)
         return ceil(tokens / block_size) + 1  # +1: the window may not start at a block boundary
-    if group.kind == "chunked" and group.window:
-        return ceil(min(group.window + in_flight, max_model_len) / block_size)
-    if group.kind == "mamba":
+    if kind == "chunked" and window:
+        return ceil(min(window + in_flight, max_model_len) / block_size)
+    if kind == "mamba":
         return 1
     return ceil(max_model_len / block_size)
+
+
+def blocks_per_request(group: KvGroup, max_model_len: int, block_size: int, in_flight: int) -> int:
+    """Blocks one max_model_len request takes in one group (`*Spec.max_memory_usage_bytes` / page)."""
+    return _blocks(group.kind, group.window, max_model_len, block_size, in_flight)
 
 
 def request_bytes(
@@ -200,13 +205,15 @@ def request_bytes(
 ) -> int:
     """Bytes one max_model_len request needs, summed per layer (`max_memory_usage_bytes` over layers)."""
     total = 0
-    for s in specs:
-        g = KvGroup(s.kind, s.window, 1, s.bytes_per_token)
-        if s.kind == "mamba":
-            total += s.bytes_per_token
+    # Layers of one kind, window and size cost the same: count them once (the binary search calls this often).
+    for (kind, window, per_token), count in Counter(
+        (s.kind, s.window, s.bytes_per_token) for s in specs
+    ).items():
+        if kind == "mamba":
+            total += count * per_token
         else:
             total += (
-                blocks_per_request(g, max_model_len, block_size, in_flight) * block_size * s.bytes_per_token
+                count * _blocks(kind, window, max_model_len, block_size, in_flight) * block_size * per_token
             )
     return total
 

@@ -5,6 +5,7 @@ file:line:column."""
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,23 +19,39 @@ Path_ = tuple[str | int, ...]
 Position = tuple[str, int, int]  # file, line, column (1-based)
 
 
+class Positions:
+    """Where each value of a merged profile came from (file, line, column), computed on first use:
+    only a diagnostic needs them, so the common case never pays for a round-trip parse."""
+
+    def __init__(self, files: list[tuple[Path, str]], index: dict[Path_, Position] | None = None):
+        self._files = files  # (path, display), base first: later files win
+        self._index = index
+
+    def _build(self) -> dict[Path_, Position]:
+        if self._index is None:
+            index: dict[Path_, Position] = {}
+            for path, display in self._files:
+                index.update(_ruamel_positions(path, display))
+            self._index = index
+        return self._index
+
+    def __call__(self, path: Path_) -> Position:
+        """The closest known position of a value (walks up to the parent when the value has none)."""
+        index = self._build()
+        while path and path not in index:
+            path = path[:-1]
+        return index.get(path, (self._files[-1][1], 0, 0) if self._files else ("<profile>", 0, 0))
+
+
 class LoadedProfile:
     """A profile after overlays: the merged document, where each value came from, and the model."""
 
-    def __init__(
-        self, path: Path, name: str, data: dict[str, Any], positions: dict[Path_, Position], profile: Profile
-    ):
+    def __init__(self, path: Path, name: str, data: dict[str, Any], positions: Positions, profile: Profile):
         self.path = path
         self.name = name
         self.data = data
-        self.positions = positions
+        self.position = positions
         self.profile = profile
-
-    def position(self, path: Path_) -> Position:
-        """The closest known position of a value (walks up to the parent when the value has none)."""
-        while path and path not in self.positions:
-            path = path[:-1]
-        return self.positions.get(path, (str(self.path), 0, 0))
 
 
 def is_base(path: Path) -> bool:
@@ -50,23 +67,94 @@ def profile_name(path: Path, data: dict[str, Any]) -> str:
 def load_profile(path: Path, display: str | None = None) -> LoadedProfile:
     """Load, overlay, validate. Raises DiagnosticError listing every problem found."""
     display = display or str(path)
-    data, positions = _load_with_extends(path, display, stack=())
-    _validate_schema(data, positions, display)
-    profile = _build_model(data, positions, display)
+    files: list[tuple[Path, str]] = []
+    data = _load_with_extends(path, display, stack=(), files=files)
+    positions = Positions(files)
+    _validate_schema(data, positions)
+    profile = _build_model(data, positions)
     return LoadedProfile(path, profile_name(path, data), data, positions, profile)
 
 
 def profile_from_dict(data: dict[str, Any], display: str = "<profile>") -> Profile:
     """Validate a profile built in memory (the `plan`/`generate` flags) exactly like a file."""
-    positions: dict[Path_, Position] = {}
-    _validate_schema(data, positions, display)
-    return _build_model(data, positions, display)
+    positions = Positions([(Path(display), display)], index={})
+    _validate_schema(data, positions)
+    return _build_model(data, positions)
 
 
-# --- YAML with positions ---------------------------------------------------------------------------
+# --- YAML ---------------------------------------------------------------------------------------
+
+# YAML 1.2 core schema (what ruamel.yaml resolves by default), so the fast reader and ruamel agree
+# on every value: `yes`/`on` stay strings, `010` is an int 10, `1:20` a string.
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT = re.compile(r"^[-+]?[0-9][0-9_]*$")  # ruamel.yaml reads 1_000 as 1000
+_INT_BASE = re.compile(r"^0o[0-7]+$|^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
 
 
-def _yaml():
+class _Duplicate(Exception):
+    pass
+
+
+def _scalar(node: Any) -> Any:
+    value = node.value
+    if node.style in ("'", '"', "|", ">"):  # quoted or block: a string
+        return value
+    if node.tag not in (None, "tag:yaml.org,2002:str") and not node.tag.startswith("tag:yaml.org,2002:"):
+        return value
+    if _NULL.match(value):
+        return None
+    if value in _BOOL:
+        return _BOOL[value]
+    if _INT.match(value):
+        return int(value.replace("_", ""))
+    if _INT_BASE.match(value):
+        return int(value, 0)
+    if _FLOAT.match(value):
+        return float(value)
+    if value.lower() in _SPECIAL_FLOAT:
+        return _SPECIAL_FLOAT[value.lower()]
+    return value
+
+
+def _plain_from_node(node: Any) -> Any:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _plain_from_node(key_node)
+            key = str(key) if not isinstance(key, str) else key
+            if key in out:
+                raise _Duplicate(key)
+            out[key] = _plain_from_node(value_node)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain_from_node(item) for item in node.value]
+    return _scalar(node)
+
+
+def _read_yaml(path: Path, display: str) -> Any:
+    """Plain data, fast (libyaml's composer). Any problem (a syntax error, a duplicate key, an alias
+    or a tag we do not read) goes to ruamel.yaml, which reports it with its position."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DiagnosticError([Diagnostic(display, 0, 0, "read", str(exc))]) from exc
+    try:
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        if "&" in text or "*" in text or "!" in text:  # anchors, aliases, tags: ruamel's semantics decide
+            raise _Duplicate("")
+        return None if node is None else _plain_from_node(node)
+    except (yaml.YAMLError, _Duplicate):
+        return _ruamel_load(text, display)
+
+
+def _ruamel_yaml():
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt")
@@ -74,16 +162,12 @@ def _yaml():
     return yaml
 
 
-def _read_yaml(path: Path, display: str) -> tuple[Any, dict[Path_, Position]]:
+def _ruamel_load(text: str, display: str) -> Any:
     from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import MarkedYAMLError
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DiagnosticError([Diagnostic(display, 0, 0, "read", str(exc))]) from exc
-    try:
-        doc = _yaml().load(text)
+        return _plain(_ruamel_yaml().load(text))
     except DuplicateKeyError as exc:
         mark = exc.problem_mark
         key = str(exc.problem).split('"')[1] if '"' in str(exc.problem) else "?"
@@ -100,9 +184,16 @@ def _read_yaml(path: Path, display: str) -> tuple[Any, dict[Path_, Position]]:
         raise DiagnosticError(
             [Diagnostic(display, line, col, "yaml", f"{exc.problem or exc.context}")]
         ) from exc
+
+
+def _ruamel_positions(path: Path, display: str) -> dict[Path_, Position]:
+    try:
+        doc = _ruamel_yaml().load(path.read_text(encoding="utf-8"))
+    except Exception:  # the file was read once already; if it changed meanwhile, positions are best effort
+        return {}
     positions: dict[Path_, Position] = {}
     _collect_positions(doc, (), display, positions)
-    return _plain(doc), positions
+    return positions
 
 
 def _collect_positions(node: Any, path: Path_, display: str, out: dict[Path_, Position]) -> None:
@@ -139,29 +230,33 @@ def _plain(node: Any) -> Any:
 
 
 def _load_with_extends(
-    path: Path, display: str, stack: tuple[Path, ...]
-) -> tuple[dict, dict[Path_, Position]]:
+    path: Path, display: str, stack: tuple[Path, ...], files: list[tuple[Path, str]]
+) -> dict:
     resolved = path.resolve()
+    here = Positions([(path, display)])
     if resolved in stack:
         chain = " -> ".join(p.name for p in (*stack, resolved))
         raise DiagnosticError([Diagnostic(display, 0, 0, "extends-cycle", f"extends cycle: {chain}")])
-    data, positions = _read_yaml(path, display)
+    data = _read_yaml(path, display)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise DiagnosticError([Diagnostic(display, 1, 1, "type", "a profile is a YAML mapping")])
     base_ref = data.pop("extends", None)
     if base_ref is None:
-        return data, positions
-    where = positions.get(("extends",), (display, 0, 0))
+        files.append((path, display))
+        return data
     if not isinstance(base_ref, str) or not base_ref:
-        raise DiagnosticError([Diagnostic(*where, "type", "extends takes a relative path")])
+        raise DiagnosticError([Diagnostic(*here(("extends",)), "type", "extends takes a relative path")])
     base_path = path.parent / base_ref
     if not base_path.is_file():
-        raise DiagnosticError([Diagnostic(*where, "extends", f"base profile '{base_ref}' not found")])
+        raise DiagnosticError(
+            [Diagnostic(*here(("extends",)), "extends", f"base profile '{base_ref}' not found")]
+        )
     base_display = str(Path(display).parent / base_ref)
-    base, base_positions = _load_with_extends(base_path, base_display, (*stack, resolved))
-    return _deep_merge(base, data), {**base_positions, **positions}
+    base = _load_with_extends(base_path, base_display, (*stack, resolved), files)
+    files.append((path, display))
+    return _deep_merge(base, data)
 
 
 def _deep_merge(base: dict, overlay: dict) -> dict:
@@ -190,40 +285,32 @@ def _validator():
     return Draft202012Validator(profile_schema())
 
 
-def _validate_schema(data: dict, positions: dict[Path_, Position], display: str) -> None:
+def _validate_schema(data: dict, positions: Positions) -> None:
     diagnostics = []
     for error in _validator().iter_errors(data):
-        diagnostics.extend(_diagnose(error, positions, display))
+        diagnostics.extend(_diagnose(error, positions))
     if diagnostics:
         raise DiagnosticError(set(diagnostics))
-
-
-def _where(positions: dict[Path_, Position], path: Path_, display: str) -> Position:
-    while path and path not in positions:
-        path = path[:-1]
-    return positions.get(path, (display, 0, 0))
 
 
 def _dotted(path: Path_) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def _diagnose(error, positions: dict[Path_, Position], display: str) -> list[Diagnostic]:
+def _diagnose(error, positions: Positions) -> list[Diagnostic]:
     path: Path_ = tuple(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = set(error.schema.get("properties", {}))
         return [
             Diagnostic(
-                *_where(positions, (*path, key), display),
+                *positions((*path, key)),
                 "unknown-key",
                 f"unknown key '{key}' in {_dotted(path)}{did_you_mean(key, allowed)}",
             )
             for key in sorted(set(error.instance) - allowed)
         ]
     if error.validator == "required":
-        return [
-            Diagnostic(*_where(positions, path, display), "missing-key", f"{_dotted(path)}: {error.message}")
-        ]
+        return [Diagnostic(*positions(path), "missing-key", f"{_dotted(path)}: {error.message}")]
     leaf = _most_relevant(error)
     code = (
         "range"
@@ -232,7 +319,7 @@ def _diagnose(error, positions: dict[Path_, Position], display: str) -> list[Dia
     )
     if leaf.validator in {"enum", "const", "pattern", "minLength"}:
         code = "value"
-    return [Diagnostic(*_where(positions, path, display), code, f"{_dotted(path)}: {_message(error, leaf)}")]
+    return [Diagnostic(*positions(path), code, f"{_dotted(path)}: {_message(error, leaf)}")]
 
 
 def _most_relevant(error):
@@ -265,7 +352,7 @@ def _expected(schema: dict) -> str:
     return "one of: " + ", ".join(options) if options else "valid here"
 
 
-def _build_model(data: dict, positions: dict[Path_, Position], display: str) -> Profile:
+def _build_model(data: dict, positions: Positions) -> Profile:
     from pydantic import ValidationError
 
     try:
@@ -273,7 +360,7 @@ def _build_model(data: dict, positions: dict[Path_, Position], display: str) -> 
     except ValidationError as exc:
         raise DiagnosticError(
             Diagnostic(
-                *_where(positions, tuple(e["loc"]), display),
+                *positions(tuple(e["loc"])),
                 "invalid",
                 f"{_dotted(tuple(e['loc']))}: {e['msg']}",
             )
