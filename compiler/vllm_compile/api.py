@@ -58,7 +58,8 @@ def plan_resolved(resolved: Resolved) -> Plan:
     performance = (
         estimate(resolved, engine, memory, workload) if verdict.starts and workload is not None else None
     )
-    warnings = validate(resolved, engine, decisions, memory, performance)
+    # Tuning and capacity warnings mean nothing for a deployment that will not start.
+    warnings = validate(resolved, engine, decisions, memory, performance) if verdict.starts else []
     if warnings:
         verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *warnings]})
     return Plan(
@@ -231,9 +232,14 @@ def _compile_one(
         item.summary = summary
         item.diagnostics.extend(_policy_diagnostics(summary, loaded))
         return item
+    from .passes.settings import SettingsError
     from .render import RenderError, render_artifacts  # only when something is re-planned: start-up time
 
-    plan = plan_resolved(resolved)
+    try:
+        plan = plan_resolved(resolved)
+    except SettingsError as exc:
+        item.diagnostics = [Diagnostic(*loaded.position(exc.path), "setting", str(exc))]
+        return item
     item.plan = plan
     try:
         artifacts = render_artifacts(plan, targets)

@@ -125,3 +125,9 @@ class ModelFacts(BaseModel):
     @property
     def is_mla(self) -> bool:
         return self.kv_lora_rank is not None
+
+    def supports_tensor_parallel(self, tp: int) -> bool:
+        """vLLM shards attention heads evenly over TP, and KV heads either evenly or replicated
+        (config/model.py verify_with_parallel_config; models/llama.py: `tp % num_kv_heads == 0`)."""
+        kv = self.num_key_value_heads
+        return tp >= 1 and self.num_attention_heads % tp == 0 and (kv % tp == 0 or tp % kv == 0)

@@ -66,10 +66,9 @@ def layouts(
     resolved: Resolved, engine: EngineConfig, decisions: dict[str, Decision]
 ) -> list[tuple[int, int, int]]:
     """(tp, pp, dp) using the GPUs given: TP inside a node (it all-reduces twice per layer), PP only
-    across nodes (one hop per step), DP for what is left. vLLM needs attention heads divisible by TP."""
+    across nodes (one hop per step), DP for what is left. Only TP sizes vLLM can shard the heads over."""
     gpus = resolved.profile.hardware.gpus
     per_node = resolved.profile.hardware.gpus_per_node or resolved.gpu.gpus_per_node
-    heads = resolved.model.num_attention_heads
     cur = (engine.tensor_parallel_size, engine.pipeline_parallel_size, engine.data_parallel_size)
     names = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
     fixed = [_fixed(decisions, n) for n in names]
@@ -77,7 +76,7 @@ def layouts(
         return [cur]
     options: set[tuple[int, int, int]] = set()
     for tp in _divisors_pow2(min(gpus, per_node)):
-        if heads % tp:
+        if not resolved.model.supports_tensor_parallel(tp):
             continue
         options.add((tp, 1, max(gpus // tp, 1)))  # replicas inside the GPUs given
         if gpus > per_node and tp == min(gpus, per_node):

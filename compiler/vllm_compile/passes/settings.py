@@ -13,7 +13,13 @@ from ..facts.vllm_versions import batch_defaults, cudagraph_capture_sizes
 from ..facts.weights import resolve_dtype
 from ..plan import Decision, EngineConfig, Resolved
 
-_QUANT_ALIASES = {"none": None}
+
+class SettingsError(ValueError):
+    """An explicit setting vLLM would reject; `path` is the profile field to point at."""
+
+    def __init__(self, path: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.path = path
 
 
 def _user(value: Any) -> bool:
@@ -73,6 +79,16 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         default_tp = max(1, gpus // par.pipeline_parallel_size)
     else:
         default_tp = min(gpus, per_node)
+    while default_tp > 1 and not model.supports_tensor_parallel(default_tp):
+        default_tp -= 1  # the largest TP vLLM can shard this model's heads over
+    if _user(par.tensor_parallel_size) and not model.supports_tensor_parallel(par.tensor_parallel_size):
+        raise SettingsError(
+            ("parallelism", "tensor_parallel_size"),
+            f"vLLM cannot shard {model.id} over tensor_parallel_size={par.tensor_parallel_size}: "
+            f"{model.num_attention_heads} attention heads and {model.num_key_value_heads} KV heads must divide "
+            f"evenly (KV heads may also be replicated when TP is a multiple of them); valid sizes: "
+            + ", ".join(str(t) for t in range(1, 65) if model.supports_tensor_parallel(t)),
+        )
     tp = pick(
         "tensor_parallel_size",
         par.tensor_parallel_size,
