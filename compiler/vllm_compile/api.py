@@ -62,6 +62,13 @@ def plan_resolved(resolved: Resolved) -> Plan:
     warnings = validate(resolved, engine, decisions, memory, performance) if verdict.starts else []
     if warnings:
         verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *warnings]})
+    cluster = None
+    if performance is not None and (
+        workload.request_rate is not None or resolved.profile.deploy.replicas == "auto"
+    ):
+        from .passes.cluster import plan_cluster
+
+        cluster = plan_cluster(resolved, engine, memory, workload).model_dump(mode="json")
     return Plan(
         resolved=resolved,
         engine=engine,
@@ -69,6 +76,7 @@ def plan_resolved(resolved: Resolved) -> Plan:
         memory=memory,
         verdict=verdict,
         performance=performance,
+        cluster=cluster,
     )
 
 

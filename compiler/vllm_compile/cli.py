@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 
@@ -117,7 +116,3 @@ def _compile(args: argparse.Namespace) -> int:
 
     print_result(result, args.format)
     return int(result.exit_code)
-
-
-def json_dump(data: object) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)

@@ -93,6 +93,8 @@ def build_lock(
         "verdict": plan.verdict.model_dump(mode="json"),
         "artifacts": {path: sha256_text(text) for path, text in artifacts.items()},
     }
+    if plan.cluster is not None:
+        lock["cluster"] = plan.cluster
     if plan.performance is not None:
         lock["performance"] = {"estimate": True, **plan.performance.model_dump(mode="json")}
     return normalise(lock)

@@ -171,3 +171,4 @@ class Plan(BaseModel):
     memory: MemoryPlan
     verdict: Verdict
     performance: PerfEstimate | None = None
+    cluster: dict[str, Any] | None = None  # passes.cluster.ClusterPlan, with a request rate or replicas: auto

@@ -11,7 +11,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Auto = Literal["auto"]
-PROFILE_VERSION = 1
 DEFAULT_VLLM_VERSION = "0.33.0"  # newest release in facts/vllm_versions.py
 
 # vLLM `--dtype` choices (config/model.py), plus the common shorthand the wizard accepts.
