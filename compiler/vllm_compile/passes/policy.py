@@ -8,7 +8,9 @@ cache is a warning and a performance fact, not an out-of-memory.
 
 from __future__ import annotations
 
-from ..plan import EngineConfig, MemoryPlan, Resolved, Risk, Verdict
+import math
+
+from ..plan import EngineConfig, MemoryPlan, RankMemory, Resolved, Risk, Verdict
 from ..units import GB, GIB
 
 _RISK_ORDER: dict[str, int] = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
@@ -33,6 +35,21 @@ def _workload_tokens(resolved: Resolved) -> tuple[int | None, int | None]:
     return w.concurrency, int(round(prompt + (gen or 0)))
 
 
+def _what_would_fit(rank: RankMemory, engine: EngineConfig) -> str:
+    """The user's next question: how many such GPUs the weights need (they shard over TP x PP)."""
+    room = rank.requested_bytes - rank.activation_peak_bytes - rank.non_torch_bytes - rank.cuda_graph_bytes
+    weights_total = rank.weights_bytes * engine.tensor_parallel_size * engine.pipeline_parallel_size
+    if room <= 0:
+        return ""
+    needed = math.ceil(weights_total / room)
+    if needed <= engine.gpus_per_replica:
+        return ""
+    return (
+        f" The weights ({_g(weights_total)} in all) need at least {needed} such GPUs before any KV cache,"
+        " or a smaller checkpoint (quantized or fewer parameters)."
+    )
+
+
 def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdict:
     policy = resolved.profile.policy
     reasons: list[str] = []
@@ -55,6 +72,7 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
             f"{_g(worst.activation_peak_bytes)} + non-torch {_g(worst.non_torch_bytes)} + CUDA graphs "
             f"{_g(worst.cuda_graph_bytes)} = {_g(non_kv)} exceed the budget of {_g(worst.requested_bytes)} "
             f"({engine.gpu_memory_utilization:g} x {_g(worst.gpu_total_bytes)}); KV cache would be {_g(worst.kv_cache_bytes)}."
+            + _what_would_fit(worst, engine)
         )
     elif memory.kv.max_concurrency < 1.0 or memory.kv.num_blocks <= 0:
         starts = False
