@@ -25,9 +25,8 @@ import yaml
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a benchmark never waits on the network
 
 from vllm_compile import api  # noqa: E402
-from vllm_compile.facts.vllm_versions import SUPPORTED_VERSIONS  # noqa: E402
+from vllm_compile.facts.vllm_versions import SUPPORTED_VERSIONS, version_key  # noqa: E402
 from vllm_compile.passes.memory import plan_memory  # noqa: E402
-from vllm_compile.passes.memory_terms import parse_version  # noqa: E402
 from vllm_compile.passes.policy import judge  # noqa: E402
 from vllm_compile.passes.settings import decide_engine  # noqa: E402
 from vllm_compile.plan import Plan  # noqa: E402
@@ -64,8 +63,8 @@ def _version(entry: dict[str, Any]) -> tuple[str, bool]:
         return (m.group(0) if m else _V0_VERSION), m is None
     if not m:
         return _V1_UNKNOWN_VERSION, True
-    wanted = parse_version(m.group(0))
-    older = [v for v in SUPPORTED_VERSIONS if parse_version(v) <= wanted]
+    wanted = version_key(m.group(0))
+    older = [v for v in SUPPORTED_VERSIONS if version_key(v) <= wanted]
     return (older[-1] if older else SUPPORTED_VERSIONS[0]), False
 
 

@@ -49,7 +49,7 @@ def _releases() -> list[dict[str, Any]]:
     return list(json.loads(text)["releases"])
 
 
-def _key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
     match = _VERSION_RE.match(version.strip())
     if match is None:
         raise UnknownVersionError(
@@ -91,7 +91,7 @@ def _build(version: str, state: dict[str, Any], sources: dict[str, str]) -> Vllm
 
 
 SUPPORTED_VERSIONS: tuple[str, ...] = tuple(r["version"] for r in _releases())
-LATEST_VERSION: str = max(SUPPORTED_VERSIONS, key=_key)
+LATEST_VERSION: str = max(SUPPORTED_VERSIONS, key=version_key)
 
 
 def get_vllm_version(v: str) -> VllmVersion:
@@ -104,19 +104,19 @@ def get_vllm_version(v: str) -> VllmVersion:
         return table[LATEST_VERSION]
     if wanted in table:
         return table[wanted]
-    key = _key(wanted)
-    same_minor = [s for s in SUPPORTED_VERSIONS if _key(s)[:2] == key[:2] and _key(s) <= key]
+    key = version_key(wanted)
+    same_minor = [s for s in SUPPORTED_VERSIONS if version_key(s)[:2] == key[:2] and version_key(s) <= key]
     if same_minor:
-        base = max(same_minor, key=_key)
+        base = max(same_minor, key=version_key)
         return table[base].model_copy(
             update={
                 "version": wanted,
                 "note": f"vLLM {wanted} is not in the table; using the defaults of {base}",
             }
         )
-    if key < _key(SUPPORTED_VERSIONS[0]):
+    if key < version_key(SUPPORTED_VERSIONS[0]):
         hint = f" It is older than the oldest targeted release, {SUPPORTED_VERSIONS[0]}."
-    elif key > _key(LATEST_VERSION):
+    elif key > version_key(LATEST_VERSION):
         hint = f" It is newer than the newest targeted release, {LATEST_VERSION}."
     else:
         close = difflib.get_close_matches(wanted, list(SUPPORTED_VERSIONS), n=3, cutoff=0.5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..facts.vllm_versions import version_key
 from ..units import GIB
 
 
@@ -76,18 +77,10 @@ _ROWS: tuple[MemoryTerms, ...] = (
 )  # fmt: skip
 
 
-def parse_version(v: str) -> tuple[int, int, int]:
-    parts = (v.split("+")[0].split(".") + ["0", "0"])[:3]
-    try:
-        return int(parts[0]), int(parts[1]), int("".join(ch for ch in parts[2] if ch.isdigit()) or 0)
-    except ValueError:
-        raise ValueError(f"not a vLLM version: {v!r} (expected e.g. 0.19.0)") from None
-
-
 def terms_for(version: str, engine: str = "V1") -> MemoryTerms:
     """The newest row at or below `version` for that engine."""
-    key = parse_version(version)
-    rows = [r for r in _ROWS if r.engine == engine and parse_version(r.since) <= key]
+    key = version_key(version)
+    rows = [r for r in _ROWS if r.engine == engine and version_key(r.since) <= key]
     if not rows:
         rows = [r for r in _ROWS if r.engine == engine]
     return rows[-1]
