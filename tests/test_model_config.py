@@ -74,6 +74,28 @@ OFFICIAL_PARAMS: dict[str, int] = {
     "nvidia/Llama-3.1-70B-Instruct-FP8": 70_553_706_496,
     "openai/gpt-oss-20b": 20_914_757_184,
     "openai/gpt-oss-120b": 116_829_156_672,
+    # Added rows: HF safetensors counts from the llmfit 1.1.17 model database.
+    "Qwen/Qwen2-7B-Instruct": 7_615_616_512,
+    "Qwen/Qwen2.5-3B-Instruct": 3_085_938_688,
+    "Qwen/Qwen2.5-1.5B-Instruct": 1_543_714_304,
+    # Qwen3-1.7B ties embeddings but its safetensors also store lm_head (2,031,739,904 = this + 151936 x 2048).
+    "Qwen/Qwen3-1.7B": 2_031_739_904 - 151_936 * 2048,
+    "Qwen/Qwen3-4B": 4_022_468_096,
+    "Qwen/Qwen3-Coder-30B-A3B-Instruct": 30_532_122_624,
+    "deepseek-ai/DeepSeek-R1-Distill-Llama-8B": 8_030_261_248,
+    "deepseek-ai/DeepSeek-R1-Distill-Llama-70B": 70_553_706_496,
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": 1_777_088_000,
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 7_615_616_512,
+    "mistralai/Mistral-7B-v0.1": 7_241_732_096,
+    "mistralai/Mistral-7B-Instruct-v0.1": 7_241_732_096,
+    "mistralai/Mistral-7B-Instruct-v0.2": 7_241_732_096,
+    "codellama/CodeLlama-13b-Instruct-hf": 13_016_028_160,
+    "google/gemma-3-1b-it": 999_885_952,
+    "google/gemma-2-2b": 2_614_341_888,
+    "meta-llama/Llama-3.2-1B": 1_235_814_400,
+    "meta-llama/Llama-3.2-3B": 3_212_749_824,
+    "microsoft/Phi-3.5-mini-instruct": 3_821_079_552,
+    "microsoft/Phi-3-medium-4k-instruct": 13_960_238_080,
 }
 # Not in the table: ibm-granite/granite-vision-3.3-2b (INDEX has only its predecessor's count,
 # 2,975,396,928, and a partial config; we are 0.51% under it) and google/gemma-4-26B-A4B (not
@@ -87,6 +109,7 @@ OFFICIAL_ACTIVE = {
     "Qwen/Qwen1.5-MoE-A2.7B": 2.7e9,
     "deepseek-ai/DeepSeek-V3": 37.0e9,
     "meta-llama/Llama-4-Scout-17B-16E-Instruct": 17.0e9,
+    "Qwen/Qwen3-Coder-30B-A3B-Instruct": 3.3e9,
 }
 
 
