@@ -159,3 +159,12 @@ def test_module_entry_point_and_help() -> None:
     )
     assert done.returncode == 0
     assert "exit codes:" in done.stdout and "2  invalid input" in done.stdout
+
+
+def test_parallel_compile_is_byte_identical_to_serial(tmp_path: Path) -> None:
+    directory = tmp_path / "p"
+    for index, gpu in enumerate(["H100", "L40S", "A100 80GB", "L4"]):
+        write(directory / f"p{index}.yaml", GOOD.replace('"A100 80GB"', f'"{gpu}"'))
+    assert main([str(directory), "--out", str(tmp_path / "serial"), "--jobs", "1"]) == 0
+    assert main([str(directory), "--out", str(tmp_path / "parallel"), "--jobs", "2"]) == 0
+    assert tree(tmp_path / "serial") == tree(tmp_path / "parallel") != {}

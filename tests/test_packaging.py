@@ -19,12 +19,16 @@ hardware: {gpu_name: L40S, gpus: 1}
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("hatchling", reason="the build backend (a dev dependency) is needed to build the wheel")
+    pytest.importorskip(
+        "hatchling", reason="the build backend (a dev dependency) is needed to build the wheel"
+    )
     wheels = tmp_path_factory.mktemp("wheels")
     target = tmp_path_factory.mktemp("site")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     # Offline: no build isolation (hatchling is installed), no dependencies (they are in this environment).
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)], check=True)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)], check=True
+    )
     (wheel,) = wheels.glob("vllm_compile-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
     return target
@@ -32,7 +36,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(installed: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(installed), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
 
 
 def test_wheel_ships_templates_and_schemas(installed: Path) -> None:

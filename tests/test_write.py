@@ -58,18 +58,19 @@ def test_crash_while_writing_a_later_file_renames_nothing(
 ) -> None:
     apply_changes(pending_changes(tmp_path, {"a": "1\n", "b": "1\n"}, []))
     before = snapshot(tmp_path)
-    import tempfile
+    import builtins
 
-    real_mkstemp = tempfile.mkstemp
+    real_open = builtins.open
     count = {"n": 0}
 
-    def mkstemp_then_crash(*args, **kwargs):
-        count["n"] += 1
-        if count["n"] == 2:
-            raise OSError("disk full")
-        return real_mkstemp(*args, **kwargs)
+    def open_then_crash(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).endswith(".tmp"):
+            count["n"] += 1
+            if count["n"] == 2:
+                raise OSError("disk full")
+        return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_crash)
+    monkeypatch.setattr(builtins, "open", open_then_crash)
     with pytest.raises(OSError, match="disk full"):
         apply_changes(pending_changes(tmp_path, {"a": "2\n", "b": "2\n"}, []))
     assert snapshot(tmp_path) == before

@@ -7,6 +7,7 @@ result = api.compile_paths(["profiles/"])                  # the whole job: lock
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,36 @@ class CompileResult:
         return ExitCode.OK
 
 
+PARALLEL_FROM = 32  # below this, starting workers costs more than it saves
+
+
+def _map_profiles(compile_one, profiles: list[Path], jobs: int | None) -> Iterable[ProfileResult]:
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    if workers <= 1 or len(profiles) < (PARALLEL_FROM if jobs is None else 2):
+        return map(compile_one, profiles)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: the workers inherit the imported modules (spawn would pay every import again).
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        return list(
+            pool.map(_without_plan(compile_one), profiles, chunksize=max(1, len(profiles) // (workers * 8)))
+        )
+
+
+class _without_plan:
+    """A worker returns what the parent reports and writes; the Plan object stays behind (pickling it costs)."""
+
+    def __init__(self, compile_one):
+        self.compile_one = compile_one
+
+    def __call__(self, path: Path) -> ProfileResult:
+        item = self.compile_one(path)
+        item.plan = None
+        return item
+
+
 def find_root(paths: Sequence[Path]) -> Path:
     """The git repository holding the first path, else the working directory: `out/` goes there."""
     start = (paths[0] if paths else Path.cwd()).resolve()
@@ -159,8 +190,13 @@ def compile_paths(
     prune: bool = False,
     force: bool = False,
     emit: list[str] | None = None,
+    jobs: int | None = None,
 ) -> CompileResult:
-    """Compile profiles into `out_dir/<name>/`: lock + artifacts. Writes nothing when `check`."""
+    """Compile profiles into `out_dir/<name>/`: lock + artifacts. Writes nothing when `check`.
+
+    `jobs`: worker processes for planning and rendering (default: one per core when there are many
+    profiles). Results come back in input order and files are written by this process, so the output
+    does not depend on it."""
     given = [Path(p) for p in paths]
     root = find_root(given)
     out = Path(out_dir).resolve() if out_dir else root / "out"
@@ -170,8 +206,8 @@ def compile_paths(
             result.diagnostics.append(Diagnostic(str(path), 0, 0, "usage", "no such file or directory"))
     profiles = discover(p for p in given if p.exists())
     seen: dict[str, str] = {}
-    for path in profiles:
-        item = _compile_one(path, root=root, out=out, check=check, force=force, emit=emit)
+    compile_one = functools.partial(_compile_one, root=root, out=out, check=check, force=force, emit=emit)
+    for item in _map_profiles(compile_one, profiles, jobs):
         if item.name is not None:
             if item.name in seen:
                 item.diagnostics.append(

