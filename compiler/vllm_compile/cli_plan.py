@@ -125,12 +125,7 @@ def plan_json(plan: Plan, *, explain: bool = False) -> dict[str, Any]:
             ],
         },
         "kv_cache": {
-            "bytes_per_token": kv.bytes_per_token,
-            "block_size": kv.block_size,
-            "bytes_per_block": kv.bytes_per_block,
-            "num_groups": kv.num_groups,
-            "num_blocks": kv.num_blocks,
-            "tokens": kv.tokens,
+            **kv.model_dump(exclude={"blocks_per_request"}),
             "max_concurrency": stable_float(kv.max_concurrency, 2),
             "largest_max_model_len": plan.memory.largest_max_model_len,
         },
