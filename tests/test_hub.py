@@ -14,20 +14,11 @@ from vllm_compile.facts.hub import HubError, facts_from_hub
 from vllm_compile.facts.models import ModelResolutionError, resolve_model
 from vllm_compile.profile.v1 import ModelSpec
 
+from .fixtures.tiny_config import TINY_LLAMA_CONFIG
+
 SHA_MAIN = "1" * 40
 SHA_OLD = "2" * 40
-CONFIG = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 256,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "intermediate_size": 512,
-    "vocab_size": 1000,
-    "max_position_embeddings": 4096,
-    "torch_dtype": "bfloat16",
-}
+CONFIG = dict(TINY_LLAMA_CONFIG)
 OLD_CONFIG = {**CONFIG, "max_position_embeddings": 2048}
 
 

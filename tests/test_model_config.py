@@ -7,6 +7,8 @@ import pytest
 from vllm_compile.facts.model_catalog import catalog_facts, catalog_row
 from vllm_compile.facts.model_config import ModelConfigError, facts_from_config
 
+from .fixtures.tiny_config import TINY_LLAMA_CONFIG
+
 # Official parameter counts (copied from ../shared/reference/models/INDEX.md): the Hugging Face
 # safetensors count where INDEX has one ("HF count"), else the published figure. Notes say where a
 # checkpoint stores more than vLLM loads.
@@ -246,20 +248,7 @@ def test_max_model_len_as_vllm_derives_it(model_id: str, expected: int) -> None:
 
 
 def _tiny(**extra: object) -> dict[str, object]:
-    cfg: dict[str, object] = {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": 256,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "intermediate_size": 512,
-        "vocab_size": 1000,
-        "max_position_embeddings": 4096,
-        "torch_dtype": "bfloat16",
-    }
-    cfg.update(extra)
-    return cfg
+    return {**TINY_LLAMA_CONFIG, **extra}
 
 
 def test_linear_and_dynamic_rope_scaling_multiply_the_context() -> None:
