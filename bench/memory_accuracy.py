@@ -151,7 +151,15 @@ def evaluate(entry: dict[str, Any]) -> dict[str, Any]:
         failed=_failed(entry),
         inconsistent=_inconsistent(entry, plan.resolved.vllm.cuda_graph_deducted),
     )
+    if row["inconsistent"]:
+        # Also plan it at the utilization its own figures add up to (vLLM takes two decimals).
+        util = round(sum(obs[k] for k in _PARTS) / entry["gpu_total_gib"], 2)
+        replan, _, _ = _plan({**entry, "gpu_memory_utilization": util})
+        row["implied"] = (util, replan.memory.ranks[0].kv_cache_bytes / GIB, obs["kv_cache_gib"])
     return row
+
+
+_PARTS = ("weights_gib", "activation_peak_gib", "non_torch_gib", "kv_cache_gib")
 
 
 def _inconsistent(entry: dict[str, Any], graphs_deducted: bool) -> bool:
@@ -159,7 +167,7 @@ def _inconsistent(entry: dict[str, Any], graphs_deducted: bool) -> bool:
     its stated budget (utilization x total), as vLLM's own formula makes them. More than 2% apart means
     a figure or a setting in the entry is wrong (e.g. a summary table that mislabels the utilization)."""
     obs, total, util = entry["observed"], entry.get("gpu_total_gib"), entry.get("gpu_memory_utilization")
-    parts = [obs.get(k) for k in ("weights_gib", "activation_peak_gib", "non_torch_gib", "kv_cache_gib")]
+    parts = [obs.get(k) for k in _PARTS]
     if entry.get("engine") != "V1" or None in parts or not total or not util:
         return False
     logged = sum(parts) + (obs.get("cuda_graph_gib") or 0.0) * graphs_deducted
@@ -278,6 +286,21 @@ def _summary(rows: list[dict[str, Any]]) -> None:
         f"({', '.join(r['id'] for r in v1_kv if r['inconsistent']) or 'none'}): "
         f"KV GiB MAE {sum(clean_errs) / max(1, len(clean_errs)):.2f}% over {len(clean)}; "
         f"within +-5%: {sum(e <= 5 for e in clean_errs)}/{len(clean)}"
+    )
+    implied_errs = [
+        abs(_pct(r["implied"][1:]) or 0) if r.get("implied") else e for r, e in zip(v1_kv, errs, strict=True)
+    ]
+    for r in v1_kv:
+        if r.get("implied"):
+            util, pred, obs = r["implied"]
+            print(
+                f"SUMMARY {r['id']} planned at utilization {util:g} (what its figures add up to): "
+                f"KV {pred:.2f}/{obs:.2f} GiB ({_pct((pred, obs)):+.1f}%)"
+            )
+    print(
+        f"SUMMARY every V1 entry, those at the utilization their figures imply: KV GiB MAE "
+        f"{sum(implied_errs) / max(1, len(implied_errs)):.2f}% over {len(implied_errs)}; "
+        f"within +-5%: {sum(e <= 5 for e in implied_errs)}/{len(implied_errs)}"
     )
     errors = [r for r in rows if "error" in r]
     if errors:

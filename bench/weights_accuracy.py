@@ -8,6 +8,7 @@ entry's model through the catalog (offline). Prints a table and a summary; exit 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -59,8 +60,16 @@ def main() -> int:
         cc = _cc(str(e.get("gpu", "")))
         dtype = resolve_dtype(model, str(e.get("dtype") or "auto"), cc)
         tp, pp = int(e.get("tensor_parallel_size") or 1), int(e.get("pipeline_parallel_size") or 1)
+        version = re.search(r"\d+\.\d+\.\d+", str(e.get("vllm_version", "")))
         pred = weight_bytes_per_gpu(
-            model, dtype=dtype, quantization=None, tp=tp, pp=pp, pp_rank=0, compute_capability=cc
+            model,
+            dtype=dtype,
+            quantization=None,
+            tp=tp,
+            pp=pp,
+            pp_rank=0,
+            compute_capability=cc,
+            vllm_version=version.group(0) if version else None,
         )
         pred_gib = pred / GIB
         err = (pred_gib - obs) / obs * 100

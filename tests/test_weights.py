@@ -97,6 +97,36 @@ def test_weights_within_one_percent_of_vllm(
     assert abs(got / GIB - observed) / observed < 0.01, (got / GIB, observed)
 
 
+def test_gpt_oss_experts_take_the_layout_of_their_release() -> None:
+    """0.11 on SM90: intermediate padded to 64, each contraction dim to 256, fp32 biases; 0.19: 128/256."""
+    gpt = _facts("openai/gpt-oss-20b")
+    old = weight_bytes_per_gpu(
+        gpt, dtype="bfloat16", quantization=None, compute_capability="9.0", vllm_version="0.11.0"
+    )
+    new = weight_bytes_per_gpu(
+        gpt, dtype="bfloat16", quantization=None, compute_capability="9.0", vllm_version="0.19.0"
+    )
+    experts = 24 * 32
+    # Per expert, e2m1 + one e8m0 scale per 32 values: old (2*2880*3072 + 2880*3072), new 3*3072*2944.
+    per_value = 0.5 + 1 / 32
+    old_experts = experts * ((2 * 2880 * 3072 + 2880 * 3072) * per_value + (2 * 2880 + 2880) * 4)
+    new_experts = experts * (3 * 3072 * 2944 * per_value + (2 * 2944 + 3072) * 2)
+    assert new - old == round(new_experts - old_experts)
+    assert abs(old / GIB - 13.47) / 13.47 < 0.005  # calib gpt-oss-20b-h100-tp1-v011-planner
+    big = weight_bytes_per_gpu(
+        _facts("openai/gpt-oss-120b"),
+        dtype="bfloat16",
+        quantization=None,
+        compute_capability="9.0",
+        vllm_version="0.11.0",
+    )
+    assert abs(big / GIB - 64.38) / 64.38 < 0.005  # calib gpt-oss-120b-h100-tp1-v011-planner
+    # Ampere runs Marlin in every release: the version does not matter there.
+    assert weight_bytes_per_gpu(
+        gpt, dtype="bfloat16", quantization=None, compute_capability="8.0", vllm_version="0.11.0"
+    ) == weight_bytes_per_gpu(gpt, dtype="bfloat16", quantization=None, compute_capability="8.0")
+
+
 @pytest.mark.parametrize(
     ("layers", "pp", "expected"),
     [

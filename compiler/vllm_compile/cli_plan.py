@@ -75,6 +75,7 @@ def _weights_total(plan: Plan) -> int:
         dtype=e.dtype,
         quantization=e.quantization,
         compute_capability=plan.resolved.gpu.compute_capability,
+        vllm_version=plan.resolved.vllm.version,
     )
 
 

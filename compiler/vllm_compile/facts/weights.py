@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 from vllm_compile.facts.model_facts import LayerGroup, ModelFacts, QuantizationFacts
+from vllm_compile.facts.vllm_versions import version_key
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 _DTYPE_ALIASES = {
@@ -190,11 +191,13 @@ def weight_bytes_per_gpu(
     dp: int = 1,
     expert_parallel: bool = False,
     compute_capability: str | None = None,
+    vllm_version: str | None = None,
 ) -> int:
     """Bytes of weights (and load-time buffers) on one GPU of PP stage `pp_rank`.
 
     `dtype` is the resolved run dtype; `quantization` the vLLM method in use (None or "none" =
-    the checkpoint as it is; "fp8" on an unquantized checkpoint = online FP8).
+    the checkpoint as it is; "fp8" on an unquantized checkpoint = online FP8). `vllm_version`
+    (default: the newest) matters where a kernel's weight layout changed between releases.
     """
     if tp < 1 or dp < 1:
         raise WeightsError("tensor/data parallel sizes must be >= 1")
@@ -242,6 +245,7 @@ def weight_bytes_per_gpu(
             expert_share,
             expert_parallel,
             compute_capability,
+            vllm_version,
         )
 
     # Embedding / lm_head / final norm / vision tower.
@@ -272,6 +276,7 @@ def _layer_bytes(
     expert_share: float,
     ep: bool,
     cc: str | None,
+    vllm_version: str | None,
 ) -> float:
     dense_q = scheme if (scheme and not experts_only) else None
     b = 0.0
@@ -290,7 +295,7 @@ def _layer_bytes(
 
     if g.expert_linear:
         if mxfp4 and scheme:
-            b += _mxfp4_expert_bytes(model, g, tp, expert_share, ep, act, cc)
+            b += _mxfp4_expert_bytes(model, g, tp, expert_share, ep, act, cc, vllm_version)
         else:
             eq = scheme
             per = eq.per_param if eq else act
@@ -301,8 +306,25 @@ def _layer_bytes(
     return b
 
 
+# Before the MXFP4 MoE backend oracle (read in 0.12-era mxfp4.py), the Triton backend that SM90
+# picks created experts with the intermediate size padded to 64 only, and the triton_kernels Hopper
+# swizzle padded each contraction (K) dimension to 256 with fp32 biases. That layout reproduces both
+# gpt-oss logs of 0.11.0 (calib:gpt-oss-20b-h100-tp1-v011-planner 13.47 GiB,
+# gpt-oss-120b-h100-tp1-v011-planner 64.38 GiB); the padding below reproduces 0.19.0
+# (calib:gpt-oss-20b-h100-tp2-util09-v019 and -util095-v019-oom). Where between the two the layout
+# changed is not known: 0.12.0 is assumed.
+_MXFP4_SWIZZLE_LAYOUT_UNTIL = "0.12.0"
+
+
 def _mxfp4_expert_bytes(
-    model: ModelFacts, g: LayerGroup, tp: int, share: float, ep: bool, act: int, cc: str | None
+    model: ModelFacts,
+    g: LayerGroup,
+    tp: int,
+    share: float,
+    ep: bool,
+    act: int,
+    cc: str | None,
+    vllm_version: str | None,
 ) -> float:
     """gpt-oss MXFP4 experts with the kernel padding of quantization/mxfp4.py `create_weights`.
 
@@ -318,6 +340,12 @@ def _mxfp4_expert_bytes(
     else:
         per_part, experts = math.ceil(inter / ranks), E
     major, _ = _cc(cc)
+    if major == 9 and vllm_version and version_key(vllm_version) < version_key(_MXFP4_SWIZZLE_LAYOUT_UNTIL):
+        i_part = _round_up(per_part, 64)
+        # w13 is (2I x H) with K = H; w2 is (H x I) with K = I.
+        params = experts * (2 * i_part * _round_up(H, 256) + H * _round_up(i_part, 256))
+        biases = experts * (2 * i_part + H)
+        return params * (0.5 + 1 / 32) + biases * 4
     i_pad = _round_up(per_part, 256 if major >= 10 else 128)
     h_pad = _round_up(H, 256)
     params = experts * 3 * h_pad * i_pad

@@ -39,7 +39,11 @@ _FUSED_MOE_CHUNK = 65536
 
 
 def stage_weights(
-    model: ModelFacts, engine: EngineConfig, pp_rank: int, compute_capability: str | None = None
+    model: ModelFacts,
+    engine: EngineConfig,
+    pp_rank: int,
+    compute_capability: str | None = None,
+    vllm_version: str | None = None,
 ) -> int:
     """Weights on one GPU of one PP stage (the model-facts pass's per-rank accounting), less CPU offload."""
     w = weight_bytes_per_gpu(
@@ -52,6 +56,7 @@ def stage_weights(
         dp=engine.data_parallel_size,
         expert_parallel=engine.enable_expert_parallel,
         compute_capability=compute_capability,
+        vllm_version=vllm_version,
     )
     return max(0, w - int(engine.cpu_offload_gb * GIB))
 
@@ -154,7 +159,7 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
     for r in range(pp):
         layers = pp_layer_range(model.num_hidden_layers, pp, r)
         stage = kv.stage_kv(model, engine, layers)
-        w = stage_weights(model, engine, r, gpu.compute_capability)
+        w = stage_weights(model, engine, r, gpu.compute_capability, version.version)
         act = activation_peak(model, engine, terms, r)
         cg = cuda_graph_estimate(model, engine, layers[1] - layers[0]) if version.cuda_graph_deducted else 0
         kv_bytes = requested - w - act - nt - cg
