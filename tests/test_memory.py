@@ -54,6 +54,22 @@ def test_tp2_adds_nccl_non_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert plan.kv.tokens == pytest.approx(1_044_688, rel=0.001)
 
 
+@pytest.mark.parametrize(
+    ("model", "tp", "pp", "free_gib"),
+    [
+        (LLAMA_31_8B, 1, 1, 78.68),  # every TP1 0.19.0 log: "free_memory=78.68GiB, total_memory=79.19GiB"
+        (LLAMA_31_8B, 2, 1, 77.66),  # llama31-8b-h100-tp2-v019
+        (LLAMA_31_8B, 4, 1, 77.64),  # Llama-3.3-70B fp8-dynamic TP4 (same shape of model)
+        (MIXTRAL_8X7B, 2, 1, 77.18),  # mixtral-8x7b-h100-tp2-v019: MoE holds more before the snapshot
+        (LLAMA_31_8B, 1, 2, 77.76),  # llama31-8b-h100-pp2-v019
+        (LLAMA_31_8B, 1, 4, 77.71),  # llama31-8b-h100-pp4-v019
+    ],
+)
+def test_memory_before_the_snapshot(model, tp: int, pp: int, free_gib: float) -> None:
+    base = memory.baseline(model, engine(tensor_parallel_size=tp, pipeline_parallel_size=pp))
+    assert (H100.memory_bytes - base) / GIB == pytest.approx(free_gib, abs=0.02)
+
+
 def test_pp_stage_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = _plan(monkeypatch, LLAMA_31_8B, engine(pipeline_parallel_size=2), [7.51, 7.51])
     first, last = plan.ranks

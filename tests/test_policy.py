@@ -14,10 +14,17 @@ def _resolved(**sections: object) -> Resolved:
 
 
 def _memory(
-    weights_gib: float, kv_gib: float, tokens: int, conc: float, largest: int | None = 131072
+    weights_gib: float,
+    kv_gib: float,
+    tokens: int,
+    conc: float,
+    largest: int | None = 131072,
+    requested_gib: float = 75.23,
+    baseline_gib: float = 0.51,
 ) -> MemoryPlan:
     rank = RankMemory(
-        pp_rank=0, gpu_total_bytes=H100.memory_bytes, requested_bytes=int(75.23 * GIB),
+        pp_rank=0, gpu_total_bytes=H100.memory_bytes, requested_bytes=int(requested_gib * GIB),
+        baseline_bytes=int(baseline_gib * GIB),
         weights_bytes=int(weights_gib * GIB), activation_peak_bytes=int(1.89 * GIB),
         non_torch_bytes=int(0.25 * GIB), cuda_graph_bytes=0, kv_cache_bytes=int(kv_gib * GIB),
         num_blocks=max(0, int(kv_gib * 512)),
@@ -61,9 +68,26 @@ def test_fragmentation_factor_and_headroom() -> None:
     # 73 GiB outside the KV cache x 1.05 exceeds the 75.23 GiB budget: HIGH although vLLM would start.
     v = judge(_resolved(policy={"fragmentation_factor": 1.05}), engine(), _memory(70.8, 2.29, 18_000, 2.2))
     assert v.starts and v.oom_risk == "HIGH"
-    # 0.95 of 79.19 GiB leaves 3.96 GiB (4.25 GB) outside vLLM's budget: below a 5 GB headroom policy.
-    v = judge(_resolved(policy={"headroom_gb": 5.0}), engine(), _memory(14.99, 58.11, 476_016, 58.11))
-    assert v.oom_risk == "MEDIUM" and any("headroom" in r for r in v.reasons)
+    # 0.95 of 79.19 GiB and the 0.51 GiB CUDA context leave 3.45 GiB (3.7 GB): below a 4 GB policy.
+    v = judge(_resolved(policy={"headroom_gb": 4.0}), engine(), _memory(14.99, 58.11, 476_016, 58.11))
+    assert v.oom_risk == "MEDIUM" and any("3.45 GiB" in r and "headroom" in r for r in v.reasons)
+    assert (
+        judge(
+            _resolved(policy={"headroom_gb": 3.5}), engine(), _memory(14.99, 58.11, 476_016, 58.11)
+        ).oom_risk
+        == "LOW"
+    )
+
+
+def test_budget_beyond_free_memory_at_start_does_not_start() -> None:
+    # TP2 on 0.19: 1.53 GiB in use before the snapshot, 77.66 GiB free; 0.99 asks for 78.40 GiB.
+    memory = _memory(7.51, 66.9, 1_096_144, 133.8, requested_gib=78.40, baseline_gib=1.53)
+    v = judge(_resolved(), engine(gpu_memory_utilization=0.99, tensor_parallel_size=2), memory)
+    assert not v.starts and v.oom_risk == "HIGH" and v.fails_policy
+    assert "77.66 GiB is free" in v.reasons[0] and "0.98 or lower starts" in v.reasons[0]
+    # The same budget on one GPU (0.51 GiB before the snapshot) fits: 78.68 GiB free.
+    one = _memory(14.99, 61.25, 501_712, 61.2, requested_gib=78.40, baseline_gib=0.51)
+    assert judge(_resolved(), engine(gpu_memory_utilization=0.99), one).starts
 
 
 def test_capacity_is_a_warning_not_oom() -> None:

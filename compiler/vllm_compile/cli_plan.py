@@ -107,6 +107,7 @@ def plan_json(plan: Plan, *, explain: bool = False) -> dict[str, Any]:
             "pp_rank": b.pp_rank,
             "gpu_total_gib": _g(b.gpu_total_bytes),
             "requested_gib": _g(b.requested_bytes),
+            "baseline_gib": _g(b.baseline_bytes),
             "weights_gib": _g(b.weights_bytes),
             "activation_peak_gib": _g(b.activation_peak_bytes),
             "non_torch_gib": _g(b.non_torch_bytes),
@@ -200,6 +201,7 @@ def print_human(plan: Plan, *, explain: bool = False) -> None:
         ("  non-torch (NCCL, cuBLAS)", b.non_torch_bytes),
         ("  CUDA graphs (deducted)", b.cuda_graph_bytes),
         ("  KV cache", b.kv_cache_bytes),
+        ("outside: CUDA context, NCCL", b.baseline_bytes),
     ]
     for label, n in rows:
         table.add_row(label, f"{n / GIB:.2f}", f"{n / b.gpu_total_bytes:.1%}" if b.gpu_total_bytes else "-")

@@ -106,6 +106,7 @@ def _binding_gib(plan: Plan) -> dict[str, float]:
     return {
         "gpu_total_gib": gib(rank.gpu_total_bytes),
         "requested_gib": gib(rank.requested_bytes),
+        "baseline_gib": gib(rank.baseline_bytes),
         "weights_gib": gib(rank.weights_bytes),
         "activation_peak_gib": gib(rank.activation_peak_bytes),
         "non_torch_gib": gib(rank.non_torch_bytes),

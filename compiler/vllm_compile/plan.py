@@ -84,6 +84,7 @@ class RankMemory(BaseModel):
     pp_rank: int
     gpu_total_bytes: int
     requested_bytes: int  # ceil(total x gpu_memory_utilization)
+    baseline_bytes: int  # in use before vLLM's snapshot (CUDA context, NCCL): outside the budget
     weights_bytes: int
     activation_peak_bytes: int
     non_torch_bytes: int

@@ -20,10 +20,15 @@ from ..plan import EngineConfig, MemoryPlan, RankMemory, Resolved
 from ..units import GIB
 from . import kv_cache as kv
 from .memory_terms import (
+    CUDA_CONTEXT_GIB,
     CUDA_GRAPH_BASE_GIB,
     CUDA_GRAPH_MOE_GIB,
     CUDA_GRAPH_PER_LAYER_GIB,
     CUDA_GRAPH_TP_GIB,
+    DIST_PP2_GIB,
+    DIST_PP_PER_STAGE_GIB,
+    DIST_TP_GIB,
+    DIST_TP_MOE_GIB,
     MemoryTerms,
     gib_bytes,
     terms_for,
@@ -134,6 +139,14 @@ def non_torch(engine: EngineConfig, terms: MemoryTerms) -> int:
     return gib_bytes(terms.non_torch_gib)
 
 
+def baseline(model: ModelFacts, engine: EngineConfig) -> int:
+    """Memory in use when the worker takes its snapshot: outside the budget (see memory_terms)."""
+    tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
+    dist_tp = DIST_TP_GIB + (DIST_TP_MOE_GIB if model.is_moe else 0.0) if tp > 1 else 0.0
+    dist_pp = DIST_PP2_GIB + DIST_PP_PER_STAGE_GIB * (pp - 2) if pp > 1 else 0.0
+    return gib_bytes(CUDA_CONTEXT_GIB + max(dist_tp, dist_pp))
+
+
 def cuda_graph_estimate(model: ModelFacts, engine: EngineConfig, layers: int) -> int:
     """vLLM's pre-KV CUDA graph pool estimate (`profile_cudagraph_memory`); 0 in eager mode."""
     if engine.enforce_eager or engine.cudagraph_capture_sizes == []:
@@ -153,6 +166,7 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
     requested = ceil(total * engine.gpu_memory_utilization)
     pp = engine.pipeline_parallel_size
     nt = non_torch(engine, terms)
+    base = baseline(model, engine)
     ranks: list[RankMemory] = []
     stages: list[kv.StageKv] = []
     available: list[int] = []
@@ -172,6 +186,7 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
                 pp_rank=r,
                 gpu_total_bytes=total,
                 requested_bytes=requested,
+                baseline_bytes=base,
                 weights_bytes=w,
                 activation_peak_bytes=act,
                 non_torch_bytes=nt,

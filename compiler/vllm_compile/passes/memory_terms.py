@@ -99,3 +99,20 @@ CUDA_GRAPH_BASE_GIB = 0.50
 CUDA_GRAPH_PER_LAYER_GIB = 0.0094
 CUDA_GRAPH_TP_GIB = 0.36
 CUDA_GRAPH_MOE_GIB = 0.12
+
+
+# Memory in use before the worker's memory snapshot (`Worker.init_device`: CUDA context, cuBLAS handles,
+# then NCCL communicators and custom all-reduce buffers): outside the budget, and vLLM V1 refuses to
+# start when what is left is less than the budget (`v1/worker/utils.py request_memory`). Measured as
+# total - free_memory in the "worker init memory snapshot" of the 0.19.0 H100 logs (llm-d planner):
+#  - one GPU: 0.51 GiB (every TP1 log: free 78.68 of 79.19 GiB);
+#  - tensor parallel: +1.03 GiB, flat in TP (TP2 dense 77.66 free: calib:llama31-8b-h100-tp2-v019,
+#    qwen25-72b-h100-tp2-v019, mistral-small-24b-w8a8-h100-tp2-v019; TP4 dense 77.64: the Llama-3.3-70B
+#    fp8-dynamic TP4 log), and +0.48 GiB more for MoE models (TP2 77.18: calib:mixtral-8x7b-h100-tp2-v019,
+#    gpt-oss-20b-h100-tp2-util09-v019; TP4 77.12: calib:llama4-scout-h100-tp4-v019);
+#  - pipeline stages only: +0.92 GiB at PP2, +0.97 at PP4 (calib:llama31-8b-h100-pp2-v019, -pp4-v019).
+CUDA_CONTEXT_GIB = 0.51
+DIST_TP_GIB = 1.03
+DIST_TP_MOE_GIB = 0.48
+DIST_PP2_GIB = 0.92
+DIST_PP_PER_STAGE_GIB = 0.025

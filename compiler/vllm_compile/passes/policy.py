@@ -1,7 +1,8 @@
 """Policy pass: two verdicts, never mixed.
 
-Start-up: would vLLM fail while starting? (weights + activation + non-torch + CUDA graphs exceed the
-budget, or the KV cache cannot hold one max_model_len request: `_check_enough_kv_cache_memory`).
+Start-up: would vLLM fail while starting? (less memory free at start-up than the budget asks for:
+`request_memory`; weights + activation + non-torch + CUDA graphs exceed the budget; or the KV cache
+cannot hold one max_model_len request: `_check_enough_kv_cache_memory`).
 Capacity: does the KV cache hold the workload's concurrent requests? vLLM queues the rest, so a short
 cache is a warning and a performance fact, not an out-of-memory.
 """
@@ -64,7 +65,18 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
     non_kv = (
         worst.weights_bytes + worst.activation_peak_bytes + worst.non_torch_bytes + worst.cuda_graph_bytes
     )
-    if engine.kv_cache_memory_bytes is None and worst.kv_cache_bytes <= 0:
+    free_at_start = b.gpu_total_bytes - b.baseline_bytes
+    if resolved.vllm.engine == "V1" and b.requested_bytes > free_at_start:
+        starts = False
+        # vLLM takes the utilization as given; two decimals is what users write.
+        largest = math.floor(free_at_start / b.gpu_total_bytes * 100) / 100
+        reasons.append(
+            f"vLLM would not start: about {_g(free_at_start)} is free when the worker starts (the GPU less "
+            f"{_g(b.baseline_bytes)} for the CUDA context and NCCL buffers) but the budget asks for "
+            f"{_g(b.requested_bytes)} ({engine.gpu_memory_utilization:g} x {_g(b.gpu_total_bytes)}). "
+            f"gpu_memory_utilization {largest:g} or lower starts."
+        )
+    elif engine.kv_cache_memory_bytes is None and worst.kv_cache_bytes <= 0:
         starts = False
         where = f" on pipeline stage {worst.pp_rank}" if engine.pipeline_parallel_size > 1 else ""
         reasons.append(
@@ -113,14 +125,15 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
                 f"The KV cache is {margin:.1%} of the budget, below the policy's {policy.medium_kv_margin:.0%}: "
                 "a small estimation error could stop start-up."
             )
-        # Memory outside vLLM's budget: the process uses baseline + u x T; the rest must stay free.
-        headroom = b.gpu_total_bytes - b.requested_bytes
+        # The process uses baseline + u x T; what is left is all other processes get.
+        headroom = b.gpu_total_bytes - b.baseline_bytes - b.requested_bytes
         if headroom < policy.headroom_gb * GB:
             if risk == "LOW":
                 risk = "MEDIUM"
             reasons.append(
-                f"Only {_g(headroom)} of the GPU is outside vLLM's budget, below the policy's "
-                f"{policy.headroom_gb:g} GB headroom for the CUDA context, NCCL and other processes."
+                f"Only {_g(headroom)} of the GPU stays free beside vLLM (its budget plus "
+                f"{_g(b.baseline_bytes)} for the CUDA context and NCCL), below the policy's "
+                f"{policy.headroom_gb:g} GB headroom for other processes and allocator slack."
             )
         if engine.kv_cache_memory_bytes is not None:
             warnings.append(
