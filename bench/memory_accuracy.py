@@ -78,6 +78,8 @@ def _profile(entry: dict[str, Any], version: str) -> dict[str, Any]:
     model: dict[str, Any] = {"id": entry["model"]}
     if entry.get("dtype") in ("float16", "bfloat16", "float32"):
         model["dtype"] = entry["dtype"]
+    if entry.get("online_quantization"):  # `--quantization` on an unquantized checkpoint
+        model["quantization"] = entry["online_quantization"]
     if entry.get("max_model_len"):
         model["max_model_len"] = entry["max_model_len"]
     vllm: dict[str, Any] = {"version": "0.8.5" if v0 else version}
