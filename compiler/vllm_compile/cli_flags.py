@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from collections.abc import Callable
 from typing import Any
 
 _SUPPRESS = argparse.SUPPRESS
@@ -46,24 +47,22 @@ def _context_len(text: str) -> int | str:
     return value
 
 
-def _fraction(text: str) -> float:
+def _number(text: str, expected: str, ok: Callable[[float], bool]) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def _fraction(text: str) -> float:
+    return _number(text, "a number in (0, 1]", lambda v: 0 < v <= 1)
 
 
 def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+    return _number(text, "a number >= 0", lambda v: v >= 0)
 
 
 def add_profile_flags(parser: argparse.ArgumentParser) -> None:
