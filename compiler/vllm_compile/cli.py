@@ -26,7 +26,7 @@ EXIT_CODES = """exit codes:
 
 COMMANDS = """commands:
   vllm-compile [options] PATH...   compile profiles (files or directories) into out/
-  vllm-compile schema              print the profile JSON Schema (schemas/profile.v1.schema.json)
+  vllm-compile schema [--lock]     print the profile (or lock) JSON Schema (schemas/*.v1.schema.json)
   vllm-compile plan ...            plan one deployment from flags (--json, --explain)
   vllm-compile models [--json]     list the built-in model catalog
   vllm-compile detect [--json]     detect local GPUs (NVML, else nvidia-smi)
@@ -86,9 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _schema(rest: list[str]) -> int:
-    argparse.ArgumentParser(
-        prog="vllm-compile schema", description="Print the profile JSON Schema."
-    ).parse_args(rest)
+    parser = argparse.ArgumentParser(prog="vllm-compile schema", description="Print the profile JSON Schema.")
+    parser.add_argument(
+        "--lock", action="store_true", help="print the lockfile schema (schemas/lock.v1.schema.json) instead"
+    )
+    if parser.parse_args(rest).lock:
+        from .lock_model import lock_json_schema_text
+
+        sys.stdout.write(lock_json_schema_text())
+        return ExitCode.OK
     from .profile.schema import profile_json_schema_text
 
     sys.stdout.write(profile_json_schema_text())
