@@ -48,7 +48,9 @@ def test_every_bundled_profile_compiles_to_a_valid_lock(tmp_path: Path) -> None:
 
 
 def _lock() -> dict:
-    return load_yaml((REPO / "tests" / "golden" / "locks" / "qwen3-8b-fp8kv-v019.lock.yaml").read_text("utf-8"))
+    return load_yaml(
+        (REPO / "tests" / "golden" / "locks" / "qwen3-8b-fp8kv-v019.lock.yaml").read_text("utf-8")
+    )
 
 
 def _errors(data: dict) -> list[str]:

@@ -108,7 +108,9 @@ class LockV1(BaseModel):
     verdict: Verdict
     artifacts: dict[str, str] = Field(description="sha256 of every artifact written beside the lock.")
     summary: LockSummary
-    cluster: ClusterPlan | None = Field(default=None, description="Replicas, GPUs and nodes for the workload.")
+    cluster: ClusterPlan | None = Field(
+        default=None, description="Replicas, GPUs and nodes for the workload."
+    )
     performance: LockPerformance | None = None
     calibration: list[dict[str, Any]] | None = Field(
         default=None, description="Repository measurements this plan used (calibration files)."
