@@ -389,3 +389,70 @@ def _stale_outputs(out: Path, root: Path, given: list[Path], results: list[Profi
         if gone or renamed:
             stale.append(lock_path.parent)
     return stale
+
+
+# --- comparing with the real world and with other locks (diff, verify) ---------------------------
+
+
+def read_lock(path: str | Path) -> dict[str, Any] | None:
+    """A lockfile's data, or None when the file is not a lock of this lock version."""
+    lock = LockFile.read(Path(path))
+    return lock.data() if lock else None
+
+
+def lock_for(path: str | Path) -> dict[str, Any]:
+    """The lock of a deployment: read when `path` is a lock, else the profile compiled (in a temporary
+    folder, nothing under out/ changes). Raises DiagnosticError for invalid input."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiagnosticError([Diagnostic(str(path), 0, 0, "usage", "no such file")])
+    lock = read_lock(path)
+    if lock is not None:
+        return lock
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="vllm-compile-") as tmp:
+        result = compile_paths([path], out_dir=tmp, emit=["command"])
+        item = result.results[0] if result.results else None
+        if item is None or item.invalid or item.name is None:
+            diagnostics = [*result.diagnostics, *(item.diagnostics if item else [])]
+            raise DiagnosticError(
+                diagnostics or [Diagnostic(str(path), 0, 0, "usage", "not a profile or lock")]
+            )
+        data = read_lock(Path(tmp) / item.name / LOCK_FILE)
+    if data is None:
+        raise DiagnosticError([Diagnostic(str(path), 0, 0, "usage", "the profile did not compile to a lock")])
+    return data
+
+
+def verify(
+    target: str | Path,
+    logs: Sequence[str | Path],
+    *,
+    tolerance: float | None = None,
+    floor_gib: float | None = None,
+) -> list[Any]:
+    """Compare a lock (or a profile, compiled) with vLLM start-up logs: compare.verify.VerifyReport each."""
+    from .compare.verify import DEFAULT_FLOOR_GIB, DEFAULT_TOLERANCE, verify_startup
+    from .observe.vllm_log import parse_log
+
+    lock = lock_for(target)
+    reports = []
+    for log_path in logs:
+        path = Path(log_path)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise DiagnosticError(
+                [Diagnostic(str(path), 0, 0, "usage", f"cannot read: {exc.strerror}")]
+            ) from exc
+        reports.append(
+            verify_startup(
+                lock,
+                parse_log(text),
+                log_name=_display(path),
+                tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                floor_gib=DEFAULT_FLOOR_GIB if floor_gib is None else floor_gib,
+            )
+        )
+    return reports

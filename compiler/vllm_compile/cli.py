@@ -16,6 +16,8 @@ SUBCOMMAND_MODULES = {
     "models": "cli_models",
     "detect": "cli_detect",
     "generate": "cli_generate",
+    "verify": "cli_verify",
+    "diff": "cli_diff",
 }
 
 EXIT_CODES = """exit codes:
@@ -30,7 +32,9 @@ COMMANDS = """commands:
   vllm-compile plan ...            plan one deployment from flags (--json, --explain)
   vllm-compile models [--json]     list the built-in model catalog
   vllm-compile detect [--json]     detect local GPUs (NVML, else nvidia-smi)
-  vllm-compile generate ...        write a profile and its artifacts from flags"""
+  vllm-compile generate ...        write a profile and its artifacts from flags
+  vllm-compile diff [--base REF]   what a change does to every deployment (a pull-request comment)
+  vllm-compile verify LOCK LOG...  compare a lock with what vLLM really did at start-up"""
 
 
 def compile_parser() -> argparse.ArgumentParser:
