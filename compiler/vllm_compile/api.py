@@ -42,8 +42,11 @@ def plan_profile(profile: Profile, *, name: str = "profile", locked: ModelFacts 
     return plan_resolved(resolve(profile, name, locked_model=locked))
 
 
-def plan_resolved(resolved: Resolved) -> Plan:
-    """The planning passes, pure: settings -> recommend -> memory -> verdict -> performance."""
+def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
+    """The planning passes, pure: settings -> recommend -> memory -> verdict -> performance.
+
+    `calibration`: (file, observe.calibration.CalibrationRecord) pairs; the first that matches the
+    decided engine replaces the modelled terms vLLM's code does not determine (passes.calibration)."""
     from .passes.memory import plan_memory
     from .passes.perf import estimate
     from .passes.policy import judge
@@ -54,6 +57,22 @@ def plan_resolved(resolved: Resolved) -> Plan:
     engine, decisions = decide_engine(resolved)
     engine, decisions = recommend(resolved, engine, decisions)
     memory = plan_memory(resolved, engine)
+    used = None
+    if calibration:
+        from .observe.calibration import find_match
+        from .passes.calibration import apply_calibration
+
+        files = {id(record): source for source, record in calibration}
+        record = find_match(
+            [r for _, r in calibration],
+            str(resolved.model.id),
+            resolved.gpu.key,
+            resolved.vllm.version,
+            engine.model_dump(),
+        )
+        if record is not None:
+            memory, applied = apply_calibration(resolved, engine, memory, record, files[id(record)])
+            used = [applied]
     verdict = judge(resolved, engine, memory)
     workload = resolve_workload(resolved.profile.workload)
     performance = (
@@ -78,6 +97,7 @@ def plan_resolved(resolved: Resolved) -> Plan:
         verdict=verdict,
         performance=performance,
         cluster=cluster,
+        calibration=used,
     )
 
 
@@ -199,14 +219,35 @@ def compile_paths(
     does not depend on it."""
     given = [Path(p) for p in paths]
     root = find_root(given)
-    out = Path(out_dir).resolve() if out_dir else root / "out"
+    from .repo_config import LoadedConfig, RepoConfig, load_repo_config
+
+    try:
+        config = load_repo_config(root)
+        calibration = load_calibration(root, config.config.calibration)
+    except DiagnosticError as exc:
+        out = Path(out_dir).resolve() if out_dir else root / "out"
+        return CompileResult(
+            root=root, out_dir=out, results=[], stale=[], check=check, diagnostics=exc.diagnostics
+        )
+    if config.file is None and not calibration:
+        config = LoadedConfig(config=RepoConfig())
+    out = Path(out_dir).resolve() if out_dir else root / (config.config.out or "out")
     result = CompileResult(root=root, out_dir=out, results=[], stale=[], check=check)
     for path in given:
         if not path.exists():
             result.diagnostics.append(Diagnostic(str(path), 0, 0, "usage", "no such file or directory"))
     profiles = discover(p for p in given if p.exists())
     seen: dict[str, str] = {}
-    compile_one = functools.partial(_compile_one, root=root, out=out, check=check, force=force, emit=emit)
+    compile_one = functools.partial(
+        _compile_one,
+        root=root,
+        out=out,
+        check=check,
+        force=force,
+        emit=emit,
+        config=config,
+        calibration=calibration,
+    )
     for item in _map_profiles(compile_one, profiles, jobs):
         if item.name is not None:
             if item.name in seen:
@@ -247,11 +288,19 @@ def _relative_to_root(path: Path, root: Path) -> str:
 
 
 def _compile_one(
-    path: Path, *, root: Path, out: Path, check: bool, force: bool, emit: list[str] | None
+    path: Path,
+    *,
+    root: Path,
+    out: Path,
+    check: bool,
+    force: bool,
+    emit: list[str] | None,
+    config: Any = None,
+    calibration: Sequence[Any] = (),
 ) -> ProfileResult:
     item = ProfileResult(path=path, display=_display(path))
     try:
-        loaded = load_profile(path, item.display)
+        loaded = load_profile(path, item.display, defaults=config.config.defaults if config else None)
     except DiagnosticError as exc:
         item.diagnostics = list(exc.diagnostics)
         return item
@@ -264,7 +313,13 @@ def _compile_one(
     except ResolveError as exc:
         item.diagnostics = [Diagnostic(*loaded.position(exc.path), "resolve", str(exc))]
         return item
-    inputs_hash = inputs_sha256(loaded.data, resolved)
+    relevant = _relevant_calibration(calibration, resolved)
+    config_record = config.lock_record() if config else None
+    extra = {
+        **({"calibration": [r.model_dump(mode="json") for _, r in relevant]} if relevant else {}),
+        **({"config": config_record} if config_record else {}),
+    }
+    inputs_hash = inputs_sha256(loaded.data, resolved, extra)
     targets = emit or list(dict.fromkeys(loaded.profile.deploy.targets))
     summary = previous.section("summary") if previous and not force and not check else None
     if (
@@ -280,7 +335,7 @@ def _compile_one(
     from .render import RenderError, render_artifacts  # only when something is re-planned: start-up time
 
     try:
-        plan = plan_resolved(resolved)
+        plan = plan_resolved(resolved, relevant)
     except SettingsError as exc:
         item.diagnostics = [Diagnostic(*loaded.position(exc.path), "setting", str(exc))]
         return item
@@ -298,12 +353,43 @@ def _compile_one(
         artifacts=artifacts,
     )
     lock["summary"] = _summary_from_lock(lock)
+    if config_record:
+        from .lock import normalise
+
+        lock["config"] = normalise(config_record)
     files = {**artifacts, LOCK_FILE: dump_lock(lock)}
     written_before = [LOCK_FILE, *(previous.artifacts() if previous else {})]
     item.changes = pending_changes(directory, files, written_before)
     item.summary = lock["summary"]
     item.diagnostics.extend(_policy_diagnostics(item.summary, loaded))
     return item
+
+
+def load_calibration(root: Path, patterns: Sequence[str]) -> list[tuple[str, Any]]:
+    """(file relative to the root, record) for every record of the repository's calibration files."""
+    from .observe.calibration import CalibrationError, read_file
+
+    records: list[tuple[str, Any]] = []
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            rel = _relative_to_root(path, root)
+            try:
+                records.extend((rel, record) for record in read_file(path).records)
+            except CalibrationError as exc:
+                raise DiagnosticError([Diagnostic(rel, 0, 0, "calibration", str(exc))]) from exc
+    return records
+
+
+def _relevant_calibration(calibration: Sequence[Any], resolved: Resolved) -> list[tuple[str, Any]]:
+    """The records that can match this deployment (same model, GPU, release): inputs of its plan."""
+    from .observe.calibration import record_model_id
+
+    model = record_model_id(str(resolved.model.id))
+    return [
+        (source, r)
+        for source, r in calibration
+        if r.model == model and r.gpu == resolved.gpu.key and r.vllm_version == resolved.vllm.version
+    ]
 
 
 def _facts_need_lock(profile: Profile) -> bool:
@@ -456,3 +542,109 @@ def verify(
             )
         )
     return reports
+
+
+@dataclass
+class DiffResult:
+    base: str  # the ref or folder compared against
+    diffs: list[Any]  # compare.lock_diff.DeploymentDiff, changed deployments only
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> bool:
+        return any(d.regressions for d in self.diffs)
+
+
+def _locks_in(folder: Path) -> dict[str, dict[str, Any]]:
+    locks = {}
+    for path in sorted(folder.glob(f"*/{LOCK_FILE}")):
+        data = read_lock(path)
+        if data is not None:
+            locks[path.parent.name] = data
+    return locks
+
+
+def diff(
+    paths: Sequence[str | Path] = (),
+    *,
+    base: str | None = None,
+    base_dir: str | Path | None = None,
+    policy: Any = None,
+) -> DiffResult:
+    """What the working tree's profiles do to every deployment, against the locks committed at `base`
+    (default: the merge base with the default branch) or in `base_dir`."""
+    import tempfile
+
+    from .compare.lock_diff import diff_all
+    from .gitrefs import GitError, default_base, files_at
+    from .yaml_text import load_yaml
+
+    given = [Path(p) for p in paths] or [Path("profiles") if Path("profiles").is_dir() else Path(".")]
+    root = find_root(given)
+    with tempfile.TemporaryDirectory(prefix="vllm-compile-diff-") as tmp:
+        head = compile_paths(given, out_dir=tmp)
+        after = _locks_in(Path(tmp))
+    diagnostics = [*head.diagnostics, *(d for r in head.results if r.invalid for d in r.diagnostics)]
+    scope = {r.name for r in head.results if r.name}
+    if base_dir is not None:
+        label = str(base_dir)
+        before = _locks_in(Path(base_dir))
+    else:
+        try:
+            ref = base or default_base(root)
+            texts = files_at(root, ref, "out", LOCK_FILE)
+        except GitError as exc:
+            return DiffResult(
+                base=base or "", diffs=[], diagnostics=[Diagnostic(str(root), 0, 0, "git", str(exc))]
+            )
+        label = ref
+        before = {}
+        for rel, text in texts.items():
+            try:
+                data = load_yaml(text)
+            except Exception:  # a corrupt committed lock: compared as absent
+                continue
+            if isinstance(data, dict):
+                before[rel.split("/")[0]] = data
+    # Deployments outside the compiled paths are not this change's business; a removed profile's lock is.
+    sources = {str(Path(os.path.relpath(p.resolve(), root)).as_posix()) for p in given}
+    before = {
+        name: lock
+        for name, lock in before.items()
+        if name in scope or any(str(lock.get("profile", "")).startswith(s.rstrip("/")) for s in sources)
+    }
+    return DiffResult(base=label, diffs=diff_all(before, after, policy), diagnostics=diagnostics)
+
+
+def record_calibration(file: str | Path, target: str | Path, logs: Sequence[str | Path]) -> list[str]:
+    """`verify --record`: append each log's figures to a repository calibration file; the new record ids.
+
+    The file must be inside the repository holding the profile or lock (records travel with the repo)."""
+    from .observe.calibration import append_records, record_from
+    from .observe.vllm_log import parse_log
+
+    lock = lock_for(target)
+    root = find_root([Path(target)])
+    path = Path(file).resolve()
+    if not path.is_relative_to(root):
+        raise DiagnosticError(
+            [Diagnostic(str(file), 0, 0, "usage", f"the calibration file must be inside {root}")]
+        )
+    source = lock.get("profile")
+    records = []
+    for log_path in logs:
+        log = parse_log(Path(log_path).read_text(encoding="utf-8", errors="replace"))
+        if log.failure is None and log.figures.kv_cache_gib is not None:  # a start-up that sized its KV cache
+            records.append(record_from(lock, log, source))
+    return append_records(path, records)
+
+
+def repo_diff_policy(paths: Sequence[str | Path] = ()) -> dict[str, float]:
+    """The repository configuration's diff thresholds (vllm-compile.yaml `diff:`)."""
+    from .repo_config import load_repo_config
+
+    given = [Path(p) for p in paths] or [Path.cwd()]
+    try:
+        return load_repo_config(find_root(given)).config.diff.model_dump()
+    except DiagnosticError:
+        return {}

@@ -42,8 +42,11 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def inputs_sha256(profile_data: dict[str, Any], resolved: Resolved) -> str:
-    """Everything a plan depends on: the profile after overlays, the facts it resolved to, the compiler."""
+def inputs_sha256(
+    profile_data: dict[str, Any], resolved: Resolved, extra: dict[str, Any] | None = None
+) -> str:
+    """Everything a plan depends on: the profile after overlays, the facts it resolved to, the compiler,
+    and `extra` inputs when there are any (repository calibration records that may apply)."""
     return sha256_text(
         canonical_json(
             {
@@ -52,6 +55,7 @@ def inputs_sha256(profile_data: dict[str, Any], resolved: Resolved) -> str:
                 "model": resolved.model.model_dump(mode="json"),
                 "gpu": resolved.gpu.model_dump(mode="json"),
                 "vllm": resolved.vllm.model_dump(mode="json"),
+                **({"extra": extra} if extra else {}),
             }
         )
     )
@@ -97,6 +101,8 @@ def build_lock(
         lock["cluster"] = plan.cluster
     if plan.performance is not None:
         lock["performance"] = {"estimate": True, **plan.performance.model_dump(mode="json")}
+    if plan.calibration:
+        lock["calibration"] = plan.calibration
     return normalise(lock)
 
 

@@ -107,7 +107,7 @@ class LockV1(BaseModel):
     memory: LockMemory
     verdict: Verdict
     artifacts: dict[str, str] = Field(description="sha256 of every artifact written beside the lock.")
-    summary: LockSummary
+    summary: LockSummary | None = None  # written by compiles (generate writes none)
     cluster: ClusterPlan | None = Field(
         default=None, description="Replicas, GPUs and nodes for the workload."
     )

@@ -237,3 +237,8 @@ def _largest_len(
             return None
         best = min(best, fit) if best is not None else fit
     return best
+
+
+largest_max_model_len = (
+    _largest_len  # public: the calibration pass sizes the KV cache again with measured terms
+)

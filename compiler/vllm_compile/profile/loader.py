@@ -64,11 +64,17 @@ def profile_name(path: Path, data: dict[str, Any]) -> str:
     return name if isinstance(name, str) and name else path.stem
 
 
-def load_profile(path: Path, display: str | None = None) -> LoadedProfile:
-    """Load, overlay, validate. Raises DiagnosticError listing every problem found."""
+def load_profile(
+    path: Path, display: str | None = None, defaults: dict[str, Any] | None = None
+) -> LoadedProfile:
+    """Load, overlay, validate. Raises DiagnosticError listing every problem found.
+
+    `defaults`: the repository configuration's profile defaults, under every overlay (the profile wins)."""
     display = display or str(path)
     files: list[tuple[Path, str]] = []
     data = _load_with_extends(path, display, stack=(), files=files)
+    if defaults:
+        data = _deep_merge(defaults, data)
     positions = Positions(files)
     _validate_schema(data, positions)
     profile = _build_model(data, positions)
