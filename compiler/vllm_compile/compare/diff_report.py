@@ -14,7 +14,7 @@ def _value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:,.2f}" if not value.is_integer() else f"{int(value):,}"
+        return f"{value:,.2f}"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, list):
