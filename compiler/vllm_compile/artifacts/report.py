@@ -99,4 +99,32 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
         "replicas": ctx.replicas,
         "nodes": ctx.nodes,
         "notes": [md(n) for n in ctx.notes],
+        "cluster": _cluster(plan.cluster),
+    }
+
+
+def _cluster(cluster: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The cluster plan the lock holds (passes.cluster.ClusterPlan), as REPORT.md rows."""
+    if not cluster:
+        return None
+    layout = f"TP {cluster['tensor_parallel_size']} x PP {cluster['pipeline_parallel_size']}"
+    return {
+        "rows": [
+            ("Replicas", str(cluster["replicas"])),
+            ("GPUs per replica", f"{cluster['gpus_per_replica']} ({layout})"),
+            ("GPUs in all", str(cluster["total_gpus"])),
+            ("Nodes per replica", str(cluster["nodes_per_replica"])),
+            ("Nodes in all", str(cluster["total_nodes"])),
+            ("Load one replica sustains within the SLOs", f"{cluster['max_per_replica']:.2f}"),
+            (
+                "Requests per second, one replica / all",
+                f"{cluster['per_replica_rps']:.2f} / {cluster['cluster_rps']:.2f}",
+            ),
+            (
+                "Output tokens per second, one replica / all",
+                f"{cluster['per_replica_output_tok_s']:.0f} / {cluster['cluster_output_tok_s']:.0f}",
+            ),
+            ("SLO met", "-" if cluster.get("slo_met") is None else ("yes" if cluster["slo_met"] else "NO")),
+        ],
+        "reasons": [md(r) for r in cluster.get("reasons", [])],
     }
