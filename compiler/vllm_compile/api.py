@@ -523,6 +523,12 @@ def verify(
     from .observe.vllm_log import parse_log
 
     lock = lock_for(target)
+    if tolerance is None or floor_gib is None:  # the repository configuration's `verify:` defaults
+        from .repo_config import load_repo_config
+
+        configured = load_repo_config(find_root([Path(target)])).config.verify
+        tolerance = configured.tolerance if tolerance is None else tolerance
+        floor_gib = configured.floor_gib if floor_gib is None else floor_gib
     reports = []
     for log_path in logs:
         path = Path(log_path)

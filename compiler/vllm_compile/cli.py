@@ -94,7 +94,18 @@ def _schema(rest: list[str]) -> int:
     parser.add_argument(
         "--lock", action="store_true", help="print the lockfile schema (schemas/lock.v1.schema.json) instead"
     )
-    if parser.parse_args(rest).lock:
+    parser.add_argument(
+        "--config",
+        action="store_true",
+        help="print the repository config schema (schemas/repo-config.v1.schema.json) instead",
+    )
+    parsed = parser.parse_args(rest)
+    if parsed.config:
+        from .repo_config import config_json_schema_text
+
+        sys.stdout.write(config_json_schema_text())
+        return ExitCode.OK
+    if parsed.lock:
         from .lock_model import lock_json_schema_text
 
         sys.stdout.write(lock_json_schema_text())
