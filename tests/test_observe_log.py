@@ -73,6 +73,36 @@ def test_v0190_pipeline_parallel_stages() -> None:
     assert (r.figures.kv_cache_tokens, r.figures.max_concurrency) == (1075312, 131.26)
 
 
+def test_v01011_worker_prefixes_ray_colour_codes_and_cut_lines() -> None:
+    r = log("v01011-qwen2-7b-2xa100-tp2.log")  # "(VllmWorker TP0 pid=..)"
+    assert r.vllm_version == "0.10.1.1" and {"TP0", "TP1"} <= set(r.ranks)
+    assert (r.ranks["TP1"].weights_gib, r.ranks["TP0"].kv_cache_gib) == (7.1217, 31.83)
+    assert (r.figures.kv_cache_tokens, r.figures.max_concurrency, r.figures.cuda_graph_gib) == (
+        1192160,
+        72.76,
+        0.65,
+    )
+    # the source's lines are cut at a terminal width: only complete values are read
+    assert r.settings["model"] == "Qwen2-7B-Instruct" and "gpu_memory_utilization" not in r.settings
+    r = log("v01011-gpt-oss-120b-4xa100-ray-tp4.log")  # Ray workers on several nodes, ANSI colours
+    assert r.settings["tensor_parallel_size"] == 4 and r.settings["gpu_memory_utilization"] == 0.8
+    assert r.layout["world_size"] == 4 and r.settings["quantization"] == "mxfp4"
+    f = r.figures
+    assert (f.weights_gib, f.kv_cache_gib, f.kv_cache_tokens, f.max_concurrency) == (
+        17.2217,
+        45.32,
+        2640144,
+        284.25,
+    )
+    f = log("v01011-qwen2-7b-a100-util05.log").figures
+    assert (f.weights_gib, f.kv_cache_gib, f.kv_cache_tokens, f.max_concurrency) == (
+        14.2488,
+        24.83,
+        464848,
+        28.37,
+    )
+
+
 def test_data_parallel_ranks_and_settings() -> None:
     r = log("v011x-qwen25-3b-dp4-rank-prefixes.log")
     assert r.layout["data_parallel_size"] == 4 and r.layout["world_size"] == 4

@@ -188,7 +188,12 @@ _RANK = re.compile(
     r"rank \d+ in world size \d+ is assigned as DP rank (\d+), PP rank (\d+), (?:PCP rank \d+, )?TP rank (\d+)"
 )
 _PREFIX = re.compile(r"^\s*(?:[\w.-]+\s+\|\s+)?((?:\(?[A-Za-z_]+[\w]*(?: [\w=.,: -]*)?\)\s*)+)")
-_PROC = re.compile(r"\(?([A-Za-z]+)(?:_(DP|TP|PP)(\d+))?(?:_(TP|PP)(\d+))?(?: rank=(\d+))?[^)]*\)")
+# "(Worker_TP1 pid=..)", "(Worker_PP0_TP1 ..)", "(EngineCore_DP2 ..)", "(VllmWorker TP0 pid=..)" (0.10),
+# "(EngineCore_0 pid=..)" (0.10: the engine index is the DP rank), "(VllmWorker rank=1 pid=..)" (0.8).
+_PROC = re.compile(
+    r"\(?([A-Za-z]+)(?:[_ ](DP|TP|PP)?(\d+)(?=[_ )]))?(?:_(TP|PP)(\d+))?(?: rank=(\d+))?[^)]*\)"
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Wording only one engine prints (V0: vllm/worker/worker.py, executors; V1: vllm/v1/worker/gpu_worker.py,
 # vllm/v1/core/kv_cache_utils.py).
 _V0_WORDING = re.compile(
@@ -265,8 +270,8 @@ def _rank_of(line: str) -> tuple[str, str]:
     parts: list[str] = []
     for proc in _PROC.finditer(match.group(1)):
         name, kind, index, kind2, index2, rank = proc.groups()
-        if kind:
-            parts.append(f"{kind}{index}")
+        if index is not None:
+            parts.append(f"{kind or 'DP'}{index}")  # a bare engine index is the DP rank
         if kind2:
             parts.append(f"{kind2}{index2}")
         if rank is not None and name.startswith(("VllmWorker", "Worker")):
@@ -281,7 +286,7 @@ def _non_default_args(text: str) -> dict[str, Any]:
         return {k: v for k, v in parsed.items() if k in _ARG_KEYS} if isinstance(parsed, dict) else {}
     except (ValueError, SyntaxError):  # a quoted excerpt cut mid-dict: read the complete pairs
         found = {}
-        for key, value in re.findall(r"'(\w+)': ('[^']*'|[^,{}\[\]]+)", text):
+        for key, value in re.findall(r"'(\w+)': ('[^']*'|[^,'{}\[\]]+)(?=,|\})", text):
             if key in _ARG_KEYS:
                 found[key] = _scalar(value)
         return found
@@ -322,6 +327,7 @@ def parse_log(text: str) -> StartupLog:
     for number, raw in enumerate(text.splitlines(), start=1):
         if raw.lstrip().startswith("#") and "blocks" not in raw:  # fixture headers, never vLLM output
             continue
+        raw = _ANSI.sub("", raw)  # colour codes of Ray / TTY logs
         rank, line = _rank_of(raw)
         figures = ranks.setdefault(rank, {})
         for name, pattern in _PATTERNS:
