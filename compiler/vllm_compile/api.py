@@ -538,6 +538,15 @@ def verify(
             raise DiagnosticError(
                 [Diagnostic(str(path), 0, 0, "usage", f"cannot read: {exc.strerror}")]
             ) from exc
+        from .observe.bench_result import BenchError, parse_bench
+
+        try:
+            bench = parse_bench(text)
+        except BenchError as exc:
+            raise DiagnosticError([Diagnostic(str(path), 0, 0, "bench", str(exc))]) from exc
+        if bench is not None:
+            reports.append(_verify_bench(lock, bench, _display(path)))
+            continue
         reports.append(
             verify_startup(
                 lock,
@@ -654,3 +663,49 @@ def repo_diff_policy(paths: Sequence[str | Path] = ()) -> dict[str, float]:
         return load_repo_config(find_root(given)).config.diff.model_dump()
     except DiagnosticError:
         return {}
+
+
+def _verify_bench(lock: dict[str, Any], bench: Any, name: str) -> Any:
+    """The lock's estimate re-planned at the benchmark's concurrency and lengths, engine pinned."""
+    import copy
+
+    from .compare.bench import verify_bench
+
+    concurrency, how = bench.concurrency()
+    engine = lock["engine"]
+    data = copy.deepcopy(lock["inputs"]["profile"])
+    data["workload"] = {
+        "concurrency": concurrency,
+        "prompt_tokens": bench.prompt_tokens,
+        "gen_tokens": bench.gen_tokens,
+    }
+    data.setdefault("model", {})["max_model_len"] = engine["max_model_len"]
+    data["parallelism"] = {
+        key: engine[key]
+        for key in (
+            "tensor_parallel_size",
+            "pipeline_parallel_size",
+            "data_parallel_size",
+            "enable_expert_parallel",
+        )
+    }
+    vllm = data.setdefault("vllm", {})
+    for key in (
+        "gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "block_size", "kv_cache_dtype",
+        "enforce_eager", "enable_prefix_caching", "enable_chunked_prefill",
+    ):  # fmt: skip
+        vllm[key] = engine[key]
+    data.get("deploy", {}).pop("replicas", None)
+    try:
+        plan = plan_profile(
+            load_profile_dict(data),
+            name=lock["name"],
+            locked=ModelFacts.model_validate(lock["resolved"]["model"]),
+        )
+    except (DiagnosticError, ResolveError, ValueError) as exc:
+        raise DiagnosticError(
+            [Diagnostic(name, 0, 0, "bench", f"cannot re-plan for the benchmark: {exc}")]
+        ) from exc
+    if plan.performance is None:
+        raise DiagnosticError([Diagnostic(name, 0, 0, "bench", "the deployment does not start: no estimate")])
+    return verify_bench(lock["name"], name, bench, plan.performance, how)

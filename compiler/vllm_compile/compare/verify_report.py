@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .bench import BenchReport
 from .tables import Section
 from .verify import VerifyReport
 
@@ -17,13 +18,37 @@ def _pct(relative: float | None) -> str:
     return "-" if relative is None else f"{relative * 100:+.1f}%"
 
 
-def verify_sections(reports: list[VerifyReport]) -> list[Section]:
+def _bench_section(r: BenchReport) -> Section:
+    return Section(
+        f"{r.name}: estimate vs benchmark {r.log}",
+        ["figure", "estimate", "benchmark", "drift", ""],
+        [
+            [
+                t.label,
+                _num(t.predicted, t.unit),
+                _num(t.observed, t.unit),
+                f"{_num(t.delta, t.unit)} ({_pct(t.relative)})",
+                "OUTSIDE RANGE" if t.beyond else "ok",
+            ]
+            for t in r.terms
+        ],
+        list(r.notes),
+        folded=True,
+    )
+
+
+def verify_sections(reports: list[VerifyReport | BenchReport]) -> list[Section]:
     summary = Section(
         "Summary",
         ["deployment", "log", "vLLM", "settings", "start-up verdict", "terms beyond tolerance"],
     )
     details: list[Section] = []
     for r in reports:
+        if isinstance(r, BenchReport):
+            beyond = [t.term for t in r.terms if t.beyond]
+            summary.rows.append([r.name, r.log, "benchmark", "-", "-", ", ".join(beyond) or "none"])
+            details.append(_bench_section(r))
+            continue
         v = r.verdict
         observed = {True: "started", False: f"failed ({v.failure_kind})", None: "unknown"}[v.observed_started]
         verdict = f"{'starts' if v.predicted_starts else 'fails'} / {observed}"
