@@ -243,3 +243,10 @@ def test_garbage_never_crashes() -> None:
         "\x00\x01 not a log\n((((\nnon-default args: {'max_model_len': \nGPU KV cache size: , tokens\n"
     )
     assert r.failure is None and r.figures.kv_cache_tokens is None
+
+
+def test_failure_negative_kv_v1() -> None:
+    r = log("v011x-qwen25-omni-3b-h100-negative-kv.log")
+    assert r.engine == "V1" and r.binding_rank == "DP0"
+    assert r.figures.kv_cache_gib == -2.77
+    assert r.started is False and r.failure.kind == "no-kv-memory"
