@@ -103,7 +103,10 @@ def load_repo_config(root: Path) -> LoadedConfig:
     else:
         pyproject = root / "pyproject.toml"
         if pyproject.is_file():
-            import tomllib
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
 
             try:
                 table = (

@@ -54,7 +54,7 @@ def diff_sections(diffs: list[DeploymentDiff]) -> list[Section]:
                 d.name,
                 status,
                 risk,
-                _arrow(gpus) if gpus else ("=" if d.status == "changed" else "-"),
+                _arrow(gpus) if gpus else (d.gpus or "-"),
                 _arrow(_find(d.headline, "KV tokens")) if d.status == "changed" else "-",
                 _arrow(_find(d.headline, "KV per request (GiB)")) if d.status == "changed" else "-",
                 _arrow(_find(d.headline, "max concurrency")) if d.status == "changed" else "-",

@@ -59,6 +59,7 @@ class DeploymentDiff(BaseModel):
     risk_after: str | None = None
     starts_before: bool | None = None
     starts_after: bool | None = None
+    gpus: str | None = None  # "2 x NVIDIA H100 80GB HBM3" after the change (before, if removed)
     headline: list[Change] = Field(default_factory=list)  # GPUs, replicas, KV tokens, KV/request, concurrency
     memory: list[Change] = Field(default_factory=list)
     performance: list[Change] = Field(default_factory=list)
@@ -136,6 +137,7 @@ def diff_locks(
             risk_before=before["verdict"]["oom_risk"] if before else None,
             starts_after=after["verdict"]["starts"] if after else None,
             starts_before=before["verdict"]["starts"] if before else None,
+            gpus=_gpus(lock),
         )
     out = DeploymentDiff(
         name=name,
@@ -145,6 +147,7 @@ def diff_locks(
         risk_after=after["verdict"]["oom_risk"],
         starts_before=before["verdict"]["starts"],
         starts_after=after["verdict"]["starts"],
+        gpus=_gpus(after),
     )
     out.headline = _headline(before, after)
     gib_b, gib_a = before["memory"]["binding_gpu_gib"], after["memory"]["binding_gpu_gib"]
