@@ -133,3 +133,16 @@ def test_policy_thresholds(repo: Path) -> None:
     d = diff_locks("chat-l4", lock, worse, Policy(kv_tokens_drop_pct=20, itl_rise_pct=5))
     assert [r.split(" ")[0] for r in d.regressions] == ["ITL"]
     assert diff_all({"chat-l4": lock}, {"chat-l4": copy.deepcopy(lock)}) == []
+
+
+def test_a_corrupt_committed_lock_is_a_warning_and_compared_as_absent(repo: Path, capsys) -> None:
+    lock = repo / "out" / "batch-h100" / "vllm.lock.yaml"
+    text = lock.read_text(encoding="utf-8").replace("engine:", "engin:")
+    lock.write_text("# edited by hand\n" + text, encoding="utf-8")
+    _git(repo, "commit", "-q", "-am", "corrupt")
+    assert main(["diff", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "out/batch-h100/vllm.lock.yaml" in captured.err and "not a valid lock" in captured.err
+    assert {d["name"]: d["status"] for d in json.loads(captured.out)["deployments"]} == {
+        "batch-h100": "added"
+    }

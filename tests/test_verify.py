@@ -114,3 +114,18 @@ def test_cli_exit_codes_and_formats(tmp_path: Path, capsys, monkeypatch) -> None
     assert main(["verify", profile, str(tmp_path / "missing.log")]) == 2
     assert main(["verify", str(tmp_path / "missing.yaml"), other]) == 2
     assert main(["verify", profile, other, "--tolerance", "-1"]) == 2
+
+
+def test_bad_input_is_a_diagnostic_never_a_crash(tmp_path: Path, capsys) -> None:
+    profile = str(PROFILES / "llama31-8b-h100-v019-tp1.yaml")
+    junk = tmp_path / "junk.log"
+    junk.write_bytes(bytes(range(256)) * 8)
+    assert main(["verify", profile, str(junk)]) == 2
+    assert "no vLLM start-up lines" in capsys.readouterr().err
+    broken = tmp_path / "vllm.lock.yaml"
+    broken.write_text("lock_version: 1\nname: x\n", encoding="utf-8")
+    assert main(["verify", str(broken), str(LOGS / "v0190-llama31-8b-h100-tp1.log")]) == 2
+    assert "not a valid lock" in capsys.readouterr().err
+    bad_json = tmp_path / "bench.json"
+    bad_json.write_text('{"completed": ', encoding="utf-8")
+    assert main(["verify", profile, str(bad_json)]) == 2

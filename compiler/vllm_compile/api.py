@@ -486,6 +486,19 @@ def read_lock(path: str | Path) -> dict[str, Any] | None:
     return lock.data() if lock else None
 
 
+def lock_errors(lock: dict[str, Any]) -> list[str]:
+    """Why a lock's data does not match the lock model (lock_model.LockV1); empty when it does."""
+    from pydantic import ValidationError
+
+    from .lock_model import LockV1
+
+    try:
+        LockV1.model_validate(lock)
+    except ValidationError as exc:
+        return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    return []
+
+
 def lock_for(path: str | Path) -> dict[str, Any]:
     """The lock of a deployment: read when `path` is a lock, else the profile compiled (in a temporary
     folder, nothing under out/ changes). Raises DiagnosticError for invalid input."""
@@ -494,6 +507,11 @@ def lock_for(path: str | Path) -> dict[str, Any]:
         raise DiagnosticError([Diagnostic(str(path), 0, 0, "usage", "no such file")])
     lock = read_lock(path)
     if lock is not None:
+        errors = lock_errors(lock)
+        if errors:
+            raise DiagnosticError(
+                [Diagnostic(str(path), 0, 0, "lock", f"not a valid lock: {e}") for e in errors[:5]]
+            )
         return lock
     import tempfile
 
@@ -547,10 +565,19 @@ def verify(
         if bench is not None:
             reports.append(_verify_bench(lock, bench, _display(path)))
             continue
+        log = parse_log(text)
+        if not (log.settings or log.ranks or log.failure or log.vllm_version):
+            raise DiagnosticError(
+                [
+                    Diagnostic(
+                        str(path), 0, 0, "log", "no vLLM start-up lines (settings, memory figures, errors)"
+                    )
+                ]
+            )
         reports.append(
             verify_startup(
                 lock,
-                parse_log(text),
+                log,
                 log_name=_display(path),
                 tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
                 floor_gib=DEFAULT_FLOOR_GIB if floor_gib is None else floor_gib,
@@ -574,7 +601,7 @@ def _locks_in(folder: Path) -> dict[str, dict[str, Any]]:
     locks = {}
     for path in sorted(folder.glob(f"*/{LOCK_FILE}")):
         data = read_lock(path)
-        if data is not None:
+        if data is not None and not lock_errors(data):
             locks[path.parent.name] = data
     return locks
 
@@ -599,7 +626,10 @@ def diff(
     with tempfile.TemporaryDirectory(prefix="vllm-compile-diff-") as tmp:
         head = compile_paths(given, out_dir=tmp)
         after = _locks_in(Path(tmp))
-    diagnostics = [*head.diagnostics, *(d for r in head.results if r.invalid for d in r.diagnostics)]
+    diagnostics: list[Diagnostic] = [
+        *head.diagnostics,
+        *(d for r in head.results if r.invalid for d in r.diagnostics),
+    ]
     scope = {r.name for r in head.results if r.name}
     if base_dir is not None:
         label = str(base_dir)
@@ -617,10 +647,14 @@ def diff(
         for rel, text in texts.items():
             try:
                 data = load_yaml(text)
-            except Exception:  # a corrupt committed lock: compared as absent
-                continue
-            if isinstance(data, dict):
+            except Exception:  # a corrupt committed lock: handled as invalid below
+                data = None
+            if isinstance(data, dict) and not lock_errors(data):
                 before[rel.split("/")[0]] = data
+            else:  # a corrupt or foreign committed lock: compared as absent, and said so
+                diagnostics.append(
+                    Diagnostic(f"out/{rel}", 0, 0, "lock", f"at {ref[:12]}: not a valid lock", "warning")
+                )
     # Deployments outside the compiled paths are not this change's business; a removed profile's lock is.
     sources = {str(Path(os.path.relpath(p.resolve(), root)).as_posix()) for p in given}
     before = {

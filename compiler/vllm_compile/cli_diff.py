@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     result = api.diff(args.paths, base=args.base, base_dir=args.base_dir, policy=policy)
     for diagnostic in result.diagnostics:
         print(diagnostic.format(), file=sys.stderr)
-    if result.diagnostics:
+    if any(d.severity == "error" for d in result.diagnostics):
         return ExitCode.INVALID
     changed = len(result.diffs)
     title = f"vllm-compile diff against {result.base[:12]}: {changed} deployment(s) changed"
