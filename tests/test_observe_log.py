@@ -250,3 +250,23 @@ def test_failure_negative_kv_v1() -> None:
     assert r.engine == "V1" and r.binding_rank == "DP0"
     assert r.figures.kv_cache_gib == -2.77
     assert r.started is False and r.failure.kind == "no-kv-memory"
+
+
+def test_v0150_pipeline_stage_prefixes_and_settings() -> None:
+    r = log("v0150-glm47-fp8-pp8-settings.log")
+    assert r.vllm_version == "0.15.0rc1" and r.layout["pipeline_parallel_size"] == 8
+    assert (r.settings["pipeline_parallel_size"], r.settings["max_model_len"]) == (8, 202752)
+    assert (r.settings["gpu_memory_utilization"], r.settings["max_num_seqs"]) == (0.925, 128)
+
+
+def test_v0202_tensor_parallel_with_nested_args() -> None:
+    r = log("v0202-qwen36-27b-2x3090-tp2.log")
+    assert r.vllm_version == "0.20.2rc1.dev9+g01d4d1ad3" and r.engine == "V1"
+    assert r.settings["tensor_parallel_size"] == 2 and r.settings["max_num_batched_tokens"] == 8192
+    assert r.settings["quantization"] == "auto_round" and r.settings["gpu_memory_utilization"] == 0.95
+    assert r.binding_rank == "TP0" and r.figures.kv_cache_gib == 10.16
+    assert (r.figures.kv_cache_tokens, r.figures.max_concurrency, r.figures.max_concurrency_tokens) == (
+        200769,
+        1.0,
+        200000,
+    )
