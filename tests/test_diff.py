@@ -146,3 +146,13 @@ def test_a_corrupt_committed_lock_is_a_warning_and_compared_as_absent(repo: Path
     assert {d["name"]: d["status"] for d in json.loads(captured.out)["deployments"]} == {
         "batch-h100": "added"
     }
+
+
+def test_head_out_reads_the_working_trees_committed_locks(repo: Path, capsys) -> None:
+    profile = repo / "profiles" / "chat-l4.yaml"
+    profile.write_text(CHAT.replace("max_model_len: 8192", "max_model_len: 131072"), encoding="utf-8")
+    assert main(["diff", "--head-out", "out", "--format", "json"]) == 0  # out/ not recompiled: no change yet
+    assert json.loads(capsys.readouterr().out)["deployments"] == []
+    compile_paths([repo / "profiles"])
+    assert main(["diff", "--head-out", "out", "--format", "json", "--fail-on-regression"]) == 1
+    assert [d["name"] for d in json.loads(capsys.readouterr().out)["deployments"]] == ["chat-l4"]

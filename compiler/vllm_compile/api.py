@@ -612,9 +612,11 @@ def diff(
     base: str | None = None,
     base_dir: str | Path | None = None,
     policy: Any = None,
+    head_out: str | Path | None = None,
 ) -> DiffResult:
     """What the working tree's profiles do to every deployment, against the locks committed at `base`
-    (default: the merge base with the default branch) or in `base_dir`."""
+    (default: the merge base with the default branch) or in `base_dir`. `head_out`: read the working
+    tree's locks from that folder (its committed out/) instead of compiling the profiles."""
     import tempfile
 
     from .compare.lock_diff import diff_all
@@ -623,14 +625,16 @@ def diff(
 
     given = [Path(p) for p in paths] or [Path("profiles") if Path("profiles").is_dir() else Path(".")]
     root = find_root(given)
-    with tempfile.TemporaryDirectory(prefix="vllm-compile-diff-") as tmp:
-        head = compile_paths(given, out_dir=tmp)
-        after = _locks_in(Path(tmp))
-    diagnostics: list[Diagnostic] = [
-        *head.diagnostics,
-        *(d for r in head.results if r.invalid for d in r.diagnostics),
-    ]
-    scope = {r.name for r in head.results if r.name}
+    diagnostics: list[Diagnostic] = []
+    if head_out is not None:
+        after = _locks_in(Path(head_out))
+        scope = set(after)
+    else:
+        with tempfile.TemporaryDirectory(prefix="vllm-compile-diff-") as tmp:
+            head = compile_paths(given, out_dir=tmp)
+            after = _locks_in(Path(tmp))
+        diagnostics = [*head.diagnostics, *(d for r in head.results if r.invalid for d in r.diagnostics)]
+        scope = {r.name for r in head.results if r.name}
     if base_dir is not None:
         label = str(base_dir)
         before = _locks_in(Path(base_dir))

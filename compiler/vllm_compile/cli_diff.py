@@ -23,7 +23,9 @@ def run(args: argparse.Namespace) -> int:
         if v is not None
     }
     policy = Policy(**{**api.repo_diff_policy(args.paths), **overrides})
-    result = api.diff(args.paths, base=args.base, base_dir=args.base_dir, policy=policy)
+    result = api.diff(
+        args.paths, base=args.base, base_dir=args.base_dir, policy=policy, head_out=args.head_out
+    )
     for diagnostic in result.diagnostics:
         print(diagnostic.format(), file=sys.stderr)
     if any(d.severity == "error" for d in result.diagnostics):
@@ -64,6 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--base", metavar="REF", help="git ref whose committed out/ is the base")
     where.add_argument(
         "--base-dir", metavar="DIR", help="a folder of locks (<name>/vllm.lock.yaml) as the base"
+    )
+    parser.add_argument(
+        "--head-out",
+        metavar="DIR",
+        help="read the working tree's locks from this folder (e.g. its committed out/) instead of compiling",
     )
     parser.add_argument("--format", choices=["human", "markdown", "github", "json"], default="human")
     parser.add_argument(
