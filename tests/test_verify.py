@@ -129,3 +129,15 @@ def test_bad_input_is_a_diagnostic_never_a_crash(tmp_path: Path, capsys) -> None
     bad_json = tmp_path / "bench.json"
     bad_json.write_text('{"completed": ', encoding="utf-8")
     assert main(["verify", profile, str(bad_json)]) == 2
+
+
+def test_spellings_vllm_treats_alike_are_not_differences(locks) -> None:
+    lock = json.loads(json.dumps(locks["llama31-8b-h100-v019-tp1.yaml"]))
+    lock["engine"]["kv_cache_dtype"] = "fp8"
+    text = (LOGS / "v0190-llama31-8b-h100-tp1.log").read_text(encoding="utf-8")
+    log = parse_log(text.replace("kv_cache_dtype=auto", "kv_cache_dtype=fp8_e4m3"))
+    assert [s.setting for s in verify_startup(lock, log, log_name="x").settings] == []
+    local = parse_log(text.replace("model='meta-llama/Llama-3.1-8B-Instruct'", "model='/models/llama-8b'"))
+    local.settings["model"] = "/models/llama-8b"
+    report = verify_startup(locks["llama31-8b-h100-v019-tp1.yaml"], local, log_name="x")
+    assert report.settings == [] and any("/models/llama-8b" in n for n in report.notes)

@@ -103,7 +103,13 @@ class VerifyReport(BaseModel):
         return bool(self.settings) or self.verdict.correct is False or any(t.beyond for t in self.terms)
 
 
+# Spellings vLLM treats alike (config/cache.py: "fp8" is fp8_e4m3 on CUDA; "auto" is the model dtype).
+_ALIASES = {"fp8_e4m3": "fp8", "none": None, "auto": None}
+
+
 def _same(locked: Any, observed: Any) -> bool:
+    if isinstance(locked, str) and isinstance(observed, str):
+        return _ALIASES.get(locked, locked) == _ALIASES.get(observed, observed)
     if isinstance(locked, bool) or isinstance(observed, bool):
         return locked is observed or locked == observed
     if isinstance(locked, (int, float)) and isinstance(observed, (int, float)):
@@ -172,7 +178,12 @@ def verify_startup(
     model_id = lock.get("resolved", {}).get("model", {}).get("id")
     seen_model = log.settings.get("model")
     if model_id and seen_model and not _same_model(str(model_id), str(seen_model)):
-        settings.insert(0, SettingDiff(setting="model", locked=model_id, observed=seen_model))
+        if str(seen_model).startswith(("/", ".", "~")):  # a local copy under another name: it may be the same
+            notes.append(
+                f"vLLM loaded '{seen_model}', the lock plans '{model_id}': check it is the same model"
+            )
+        else:
+            settings.insert(0, SettingDiff(setting="model", locked=model_id, observed=seen_model))
     verdict = lock["verdict"]
     started = log.started
     check = VerdictCheck(
