@@ -597,6 +597,16 @@ class DiffResult:
         return any(d.regressions for d in self.diffs)
 
 
+def _out_folder(root: Path) -> str:
+    """The output folder relative to the root: the repository config's `out`, else out/."""
+    from .repo_config import load_repo_config
+
+    try:
+        return load_repo_config(root).config.out or "out"
+    except DiagnosticError:
+        return "out"
+
+
 def _locks_in(folder: Path) -> dict[str, dict[str, Any]]:
     locks = {}
     for path in sorted(folder.glob(f"*/{LOCK_FILE}")):
@@ -641,7 +651,7 @@ def diff(
     else:
         try:
             ref = base or default_base(root)
-            texts = files_at(root, ref, "out", LOCK_FILE)
+            texts = files_at(root, ref, _out_folder(root), LOCK_FILE)
         except GitError as exc:
             return DiffResult(
                 base=base or "", diffs=[], diagnostics=[Diagnostic(str(root), 0, 0, "git", str(exc))]
