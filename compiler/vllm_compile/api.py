@@ -651,7 +651,8 @@ def diff(
     else:
         try:
             ref = base or default_base(root)
-            texts = files_at(root, ref, _out_folder(root), LOCK_FILE)
+            folder = _out_folder(root)
+            texts = files_at(root, ref, folder, LOCK_FILE)
         except GitError as exc:
             return DiffResult(
                 base=base or "", diffs=[], diagnostics=[Diagnostic(str(root), 0, 0, "git", str(exc))]
@@ -667,7 +668,7 @@ def diff(
                 before[rel.split("/")[0]] = data
             else:  # a corrupt or foreign committed lock: compared as absent, and said so
                 diagnostics.append(
-                    Diagnostic(f"out/{rel}", 0, 0, "lock", f"at {ref[:12]}: not a valid lock", "warning")
+                    Diagnostic(f"{folder}/{rel}", 0, 0, "lock", f"at {ref[:12]}: not a valid lock", "warning")
                 )
     # Deployments outside the compiled paths are not this change's business; a removed profile's lock is.
     sources = {str(Path(os.path.relpath(p.resolve(), root)).as_posix()) for p in given}
