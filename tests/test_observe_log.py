@@ -270,3 +270,23 @@ def test_v0202_tensor_parallel_with_nested_args() -> None:
         1.0,
         200000,
     )
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "(Worker_TP1 pid=3) ", "(EngineCore_DP0 pid=1) ", "(VllmWorker TP0 pid=2) ", "\x1b[36m", "INFO ",
+        "Available KV cache memory: ", "GPU KV cache size: ", "Maximum concurrency for ", " tokens per request: ",
+        "Model loading took ", "non-default args: {'max_model_len': ", "CUDA out of memory", "-1.5", "12,345",
+        " GiB", "x", "\n", "(", ")", "{", "'", "version 0.", "To serve at least one request with the models's",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_FRAGMENTS, max_size=40).map("".join))
+def test_any_text_parses_without_crashing(text: str) -> None:
+    r = parse_log(text)
+    assert r.sha256 and (r.failure is None or r.started is False)
