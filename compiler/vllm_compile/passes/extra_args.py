@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..facts import vllm_flags
-from ..plan import ExtraArgsReport, NotModelled
+from ..plan import ExtraArgsReport, NotModelled, Resolved, Verdict
 from ..profile.v1 import LoraSpec, Profile, SpeculativeSpec
 
 
@@ -394,3 +394,20 @@ def _with_feature_flags(profile: Profile, version: str) -> Profile:
         return profile
     vllm = profile.vllm.model_copy(update={"extra_args": [*profile.vllm.extra_args, *extra]})
     return profile.model_copy(update={"vllm": vllm})
+
+
+def with_unmodelled(resolved: Resolved, verdict: Verdict) -> Verdict:
+    """The verdict with a `not-modelled` warning per unmodelled flag; failing with policy.fail_on_unmodelled."""
+    items = resolved.extra_args.not_modelled
+    if not items:
+        return verdict
+    update: dict[str, Any] = {"warnings": [*verdict.warnings, *(i.message() for i in items)]}
+    if resolved.profile.policy.fail_on_unmodelled:
+        flags = ", ".join(i.flag for i in items)
+        update["fails_policy"] = True
+        update["reasons"] = [
+            *verdict.reasons,
+            f"policy.fail_on_unmodelled: vllm.extra_args holds flags the planner does not model ({flags}); "
+            "model them as profile fields, remove them, or set fail_on_unmodelled: false to accept the estimate",
+        ]
+    return verdict.model_copy(update=update)

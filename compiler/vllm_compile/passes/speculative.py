@@ -205,48 +205,73 @@ def memory_features(resolved: Resolved, engine: EngineConfig) -> list[MemoryFeat
 
 
 @dataclass(frozen=True)
-class SpeculativeStep(pm.StepModel):
-    """A StepModel whose decode step verifies K drafts: time per emitted token of every request."""
+class ServingStep(pm.StepModel):
+    """A StepModel with the serving features' step costs: speculative verification and LoRA kernels.
+
+    Speculative: a decode step verifies K drafts per request in one target forward of (K + 1) tokens
+    per request and runs the draft K times; it emits `accepted` tokens per request, so the decode part
+    of the step is divided by it (a prefill chunk in the same step progresses once).
+    LoRA (passes/lora.py): the punica shrink/expand kernels of every wrapped linear and the active
+    slots' A/B read once per step."""
 
     k: int = 0
     accepted: float = 1.0  # tokens emitted per request per step
     draft_bytes: float = 0.0  # draft weights read per draft forward, one GPU
     draft_kv_bytes_per_token: float = 0.0  # draft KV read per context token per draft forward
     draft_layers: int = 0
+    lora_bytes: float = 0.0  # the LoRA slots read per step (every slot active: the worst case)
+    lora_kernels: int = 0  # shrink + expand launches per forward
 
-    def _draft_time(self, decode: float, ctx: float) -> float:
+    def _draft_time(self, ctx: float) -> float:
         if self.draft_layers == 0:
             return 0.0  # ngram / suffix: proposals on the CPU
         mem = (self.draft_bytes + ctx * self.draft_kv_bytes_per_token) / (self.hw.bw_eff * self.hw.bw)
-        return mem + self.draft_layers * pm.LAYER_FLOOR_S + pm.STEP_OVERHEAD_S * 0.25
+        return mem + self.draft_layers * pm.LAYER_FLOOR_S
+
+    def _lora_time(self) -> float:
+        return self.lora_bytes / (self.hw.bw_eff * self.hw.bw) + self.lora_kernels * LORA_KERNEL_S
 
     def step_time(self, decode: float, ctx: float, prefill: float = 0.0, prefill_ctx: float = 0.0) -> float:
         base = pm.StepModel.step_time
+        lora = self._lora_time() if decode + prefill > 0 else 0.0
         if decode <= 0 or self.k <= 0:
-            return base(self, decode, ctx, prefill, prefill_ctx)
+            return base(self, decode, ctx, prefill, prefill_ctx) + lora
         verify = decode * (1 + self.k)
-        drafts = self.k * self._draft_time(decode, ctx)
-        t_decode = base(self, verify, ctx) + drafts
-        t_all = base(self, verify, ctx, prefill, prefill_ctx) + drafts
-        # The decode part emits `accepted` tokens per request; a prefill chunk in the step progresses once.
+        drafts = self.k * self._draft_time(ctx)
+        t_decode = base(self, verify, ctx) + drafts + lora
+        t_all = base(self, verify, ctx, prefill, prefill_ctx) + drafts + lora
         return t_decode / self.accepted + (t_all - t_decode)
 
 
-def speculative_step(
-    sm: pm.StepModel, resolved: Resolved, engine: EngineConfig, alpha: float
-) -> pm.StepModel:
-    """`sm` with speculative decoding at acceptance rate `alpha` (unchanged when it is off)."""
+# GPU time of one punica shrink or expand launch at decode sizes under CUDA graphs: an assumption of a
+# few microseconds per small Triton kernel (not calibrated: no public LoRA step-time figures found).
+LORA_KERNEL_S = 4e-6
+
+
+def serving_step(sm: pm.StepModel, resolved: Resolved, engine: EngineConfig, alpha: float) -> pm.StepModel:
+    """`sm` with the profile's speculative decoding (at acceptance `alpha`) and LoRA; unchanged without."""
+    from . import lora as lora_terms
+
     k = num_speculative_tokens(resolved)
-    if k <= 0:
+    lora = resolved.profile.vllm.lora
+    if k <= 0 and lora is None:
         return sm
     draft: DraftFacts | None = resolved.draft
-    specs = draft_layer_specs(resolved, engine)
-    fields = {f: getattr(sm, f) for f in sm.__dataclass_fields__}
-    return SpeculativeStep(
+    specs = draft_layer_specs(resolved, engine) if k else []
+    fields = {f: getattr(sm, f) for f in pm.StepModel.__dataclass_fields__}
+    layers = resolved.model.num_hidden_layers
+    lora_bytes = (
+        lora_terms.weight_bytes(resolved, engine, (0, layers), True) / max(1, engine.pipeline_parallel_size)
+        if lora is not None
+        else 0.0
+    )
+    return ServingStep(
         **fields,
         k=k,
         accepted=tokens_per_step(alpha, k),
-        draft_bytes=float(draft_weight_bytes(resolved, engine)),
+        draft_bytes=float(draft_weight_bytes(resolved, engine)) if k else 0.0,
         draft_kv_bytes_per_token=float(sum(s.bytes_per_token for s in specs)),
-        draft_layers=draft.num_layers if draft is not None else 0,
+        draft_layers=draft.num_layers if draft is not None and k else 0,
+        lora_bytes=float(lora_bytes),
+        lora_kernels=2 * 4 * layers if lora is not None else 0,
     )
