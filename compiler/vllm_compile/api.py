@@ -45,7 +45,7 @@ def plan_profile(profile: Profile, *, name: str = "profile", locked: ModelFacts 
 
 def plan_resolved(resolved: Resolved) -> Plan:
     """The planning passes, pure: settings -> recommend -> memory -> verdict -> performance."""
-    from .passes.extra_args import with_unmodelled
+    from .passes.extra_args import annotate_decisions, with_unmodelled
     from .passes.memory import plan_memory
     from .passes.perf import estimate
     from .passes.policy import judge
@@ -54,6 +54,7 @@ def plan_resolved(resolved: Resolved) -> Plan:
     from .passes.workload import resolve_workload
 
     engine, decisions = decide_engine(resolved)
+    decisions = annotate_decisions(resolved, decisions)
     engine, decisions = recommend(resolved, engine, decisions)
     memory = plan_memory(resolved, engine)
     verdict = with_unmodelled(resolved, judge(resolved, engine, memory))

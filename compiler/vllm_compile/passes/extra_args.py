@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..facts import vllm_flags
-from ..plan import ExtraArgsReport, NotModelled, Resolved, Verdict
+from ..plan import Decision, ExtraArgsReport, NotModelled, Resolved, Verdict
 from ..profile.v1 import LoraSpec, Profile, SpeculativeSpec
 
 
@@ -411,3 +411,13 @@ def with_unmodelled(resolved: Resolved, verdict: Verdict) -> Verdict:
             "model them as profile fields, remove them, or set fail_on_unmodelled: false to accept the estimate",
         ]
     return verdict.model_copy(update=update)
+
+
+def annotate_decisions(resolved: Resolved, decisions: dict[str, Decision]) -> dict[str, Decision]:
+    """Settings read from extra_args say so (`by: user`, reason: the flag)."""
+    out = dict(decisions)
+    for flag, field in resolved.extra_args.modelled.items():
+        name = field.rsplit(".", 1)[-1]
+        if name in out and out[name].by == "user":
+            out[name] = out[name].model_copy(update={"reason": f"from vllm.extra_args {flag}"})
+    return out

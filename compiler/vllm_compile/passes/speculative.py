@@ -146,15 +146,15 @@ def draft_graph_layers(resolved: Resolved) -> int:
 
 
 def round_capture_sizes(sizes: list[int], k: int, version: str) -> list[int]:
-    """`adjust_cudagraph_sizes_for_spec_decode`: each size rounded up to a multiple of 1 + K, kept at
-    or below the largest multiple under the old maximum."""
+    """`adjust_cudagraph_sizes_for_spec_decode`: every size rounded up to a multiple of 1 + K, those above
+    the old maximum dropped; none left -> [1 + K] when it fits under the maximum."""
     if k <= 0 or not sizes or version_key(version) < version_key(ROUND_CAPTURE_SIZES_SINCE):
         return sizes
-    q = 1 + k
-    top = max(sizes) // q * q
-    if top < q:
-        return sizes
-    return sorted({min(ceil(s / q) * q, top) for s in sizes})
+    q, top = 1 + k, max(sizes)
+    rounded = sorted({ceil(s / q) * q for s in sizes if ceil(s / q) * q <= top})
+    if not rounded and q <= top:
+        return [q]
+    return rounded or sizes
 
 
 def memory_features(resolved: Resolved, engine: EngineConfig) -> list[MemoryFeature]:
