@@ -234,6 +234,13 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
         tokens_formula=terms.tokens_formula,
     )
     largest = _largest_len(model, engine, stages, available, in_flight_batches)
+    draft_per_token = sum(x.bytes_per_token for x in spec_terms.draft_layer_specs(resolved, engine))
+    features = [  # the draft layers' share of the KV cache: their pages in every block
+        f.model_copy(update={"bytes_per_gpu": plan.num_blocks * engine.block_size * draft_per_token})
+        if f.name == "draft KV cache"
+        else f
+        for f in features
+    ]
     assumptions = [
         f"vLLM {version.version} ({terms.engine}) accounting: {terms.source}",
         "activation peak modelled from the profile run's shapes (max_num_batched_tokens="

@@ -187,9 +187,9 @@ def memory_features(resolved: Resolved, engine: EngineConfig) -> list[MemoryFeat
     out.append(
         MemoryFeature(
             name="draft KV cache",
-            bytes_per_gpu=0,
+            bytes_per_gpu=0,  # filled in by the memory pass: the draft's pages in every block of the cache
             detail=f"{len(specs)} draft attention layer(s), {specs[0].bytes_per_token if specs else 0} bytes per "
-            "token each, in the target's KV groups: every block holds them too",
+            "token each, in the target's KV groups: every block holds them too (share of the KV cache)",
         )
     )
     out.append(
