@@ -286,3 +286,19 @@ def test_feature_flags_reach_every_artifact(must) -> None:
     serve = files["serve.sh"]
     assert '"method":"eagle3"' in serve and "--enable-lora" in serve and "--max-lora-rank 64" in serve
     assert "speculative-config" in files["vllm-config.yaml"]
+
+
+def test_recommender_proposes_speculative_decoding_only_where_latency_bound() -> None:
+    interactive = plan(profile(workload={"preset": "interactive"}))
+    assert interactive.resolved.profile.vllm.speculative is None  # never on by itself
+    [proposal] = [n for n in interactive.performance.notes if n.startswith("proposal:")]
+    assert "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B" in proposal and "fewer KV tokens" in proposal
+    chat = plan(profile(workload={"preset": "chatbot"}))  # balanced objective: no proposal
+    assert not any(n.startswith("proposal:") for n in chat.performance.notes)
+    allowed = plan(profile(workload={"preset": "interactive"}, policy={"allow_speculative": True}))
+    assert allowed.decisions["speculative"].by == "recommended"
+    assert allowed.decisions["speculative"].runner_up == "off"
+    assert allowed.resolved.draft is not None
+    assert allowed.memory.kv.tokens < interactive.memory.kv.tokens
+    assert allowed.performance.itl_ms.value < interactive.performance.itl_ms.value
+    assert "--speculative-config" in allowed.resolved.profile.vllm.extra_args

@@ -73,7 +73,7 @@ def plan_resolved(resolved: Resolved) -> Plan:
         from .passes.cluster import plan_cluster
 
         cluster = plan_cluster(resolved, engine, memory, workload).model_dump(mode="json")
-    return Plan(
+    plan = Plan(
         resolved=resolved,
         engine=engine,
         decisions=decisions,
@@ -82,6 +82,9 @@ def plan_resolved(resolved: Resolved) -> Plan:
         performance=performance,
         cluster=cluster,
     )
+    from .passes.speculative_advice import advise
+
+    return advise(plan, plan_resolved)  # proposes speculative decoding where it pays (turns it on if allowed)
 
 
 # --- the whole job -------------------------------------------------------------------------------

@@ -336,7 +336,7 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
         result = profile.model_copy(update=sections)
     except ValueError as exc:
         raise ExtraArgsError(("vllm", "extra_args"), f"vllm.extra_args: {_first_error(exc)}") from None
-    result = _with_feature_flags(result, version)
+    result = with_feature_flags(result, version)
     report = ExtraArgsReport(modelled=modelled, neutral=neutral, not_modelled=unmodelled)
     return result, report
 
@@ -388,8 +388,25 @@ def feature_args(profile: Profile, version: str) -> list[str]:
     return out
 
 
-def _with_feature_flags(profile: Profile, version: str) -> Profile:
-    extra = feature_args(profile, version)
+def with_feature_flags(profile: Profile, version: str, *, only: tuple[str, ...] | None = None) -> Profile:
+    """The profile with its feature sections appended to extra_args as flags (all, or `only` those)."""
+    if only is not None:
+        keep = {k: getattr(profile.vllm, k) if k in only else None for k in ("speculative", "lora")}
+        probe = profile.model_copy(
+            update={
+                "vllm": profile.vllm.model_copy(
+                    update={
+                        **keep,
+                        "limit_mm_per_prompt": None,
+                        "mm_processor_kwargs": None,
+                        "cudagraph_capture_sizes": None,
+                    }
+                )
+            }
+        )
+        extra = feature_args(probe, version)
+    else:
+        extra = feature_args(profile, version)
     if not extra:
         return profile
     vllm = profile.vllm.model_copy(update={"extra_args": [*profile.vllm.extra_args, *extra]})

@@ -226,7 +226,7 @@ class ServingStep(pm.StepModel):
         if self.draft_layers == 0:
             return 0.0  # ngram / suffix: proposals on the CPU
         mem = (self.draft_bytes + ctx * self.draft_kv_bytes_per_token) / (self.hw.bw_eff * self.hw.bw)
-        return mem + self.draft_layers * pm.LAYER_FLOOR_S
+        return mem + self.draft_layers * pm.LAYER_FLOOR_S + DRAFT_FORWARD_OVERHEAD_S
 
     def _lora_time(self) -> float:
         return self.lora_bytes / (self.hw.bw_eff * self.hw.bw) + self.lora_kernels * LORA_KERNEL_S
@@ -242,6 +242,13 @@ class ServingStep(pm.StepModel):
         t_all = base(self, verify, ctx, prefill, prefill_ctx) + drafts + lora
         return t_decode / self.accepted + (t_all - t_decode)
 
+
+# Host and launch cost of one draft forward in the propose loop (metadata for the next position, the
+# drafter's piecewise graph, argmax). From vllm-project/vllm#16937 on an H100 at batch 1: Llama-3.1-8B
+# 133 tok/s alone, 201.7 tok/s with an EAGLE-1 head at K=2 (1.51x); with the acceptance length 1.89 of
+# EAGLE-1 at K=2 (vllm#16035), 1.51 = 1.89 / (1 + 2 t_d / 7.52 ms) gives t_d ~ 0.95 ms per draft forward,
+# of which ~0.2 ms is reading the head's weights: the rest is this overhead.
+DRAFT_FORWARD_OVERHEAD_S = 0.75e-3
 
 # GPU time of one punica shrink or expand launch at decode sizes under CUDA graphs: an assumption of a
 # few microseconds per small Triton kernel (not calibrated: no public LoRA step-time figures found).
