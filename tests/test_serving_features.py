@@ -302,3 +302,42 @@ def test_recommender_proposes_speculative_decoding_only_where_latency_bound() ->
     assert allowed.memory.kv.tokens < interactive.memory.kv.tokens
     assert allowed.performance.itl_ms.value < interactive.performance.itl_ms.value
     assert "--speculative-config" in allowed.resolved.profile.vllm.extra_args
+
+
+def _versions() -> list[str]:
+    from vllm_compile.facts.vllm_versions import SUPPORTED_VERSIONS
+
+    return list(SUPPORTED_VERSIONS)
+
+
+@pytest.mark.parametrize("version", _versions())
+def test_feature_artifacts_pass_the_consumer_checks_on_every_release(version: str, tmp_path: Path) -> None:
+    """The issue's profile (plus a multimodal limit) through every supported release: flags checked against
+    that release's flag set, serve.sh through shellcheck, compose, Kubernetes and the chart values."""
+    import yaml
+
+    from tests.fixtures import artifact_checks as checks
+    from vllm_compile.facts import vllm_flags
+    from vllm_compile.render import render_artifacts
+
+    p = plan(profile(["--speculative-config", EAGLE3, *LORA_ARGS, "--api-key", "k"], version=version))
+    files = render_artifacts(p, ["command", "vllm-config", "compose", "helm", "k8s", "report"])
+    argv = checks.serve_argv(files["serve.sh"])
+    assert vllm_flags.check_args(version, argv[3:]) == []
+    assert "--speculative-config" in argv and "--enable-lora" in argv
+    fs = vllm_flags.flag_set(version)
+    assert all(f"--{k}" in fs.strings for k in yaml.safe_load(files["vllm-config.yaml"]))
+    (tmp_path / "serve.sh").write_text(files["serve.sh"])
+    assert checks.shellcheck_errors(tmp_path / "serve.sh") == []
+    assert checks.compose_errors(files["docker-compose.yaml"]) == []
+    assert checks.helm_errors(files["helm-values.yaml"]) == []
+    for rel, text in files.items():
+        if rel.startswith("k8s/"):
+            assert all(checks.k8s_errors(obj) == [] for obj in checks.load_docs(text)), rel
+
+
+def test_human_readable_lengths_are_read_as_vllm_reads_them() -> None:
+    p = plan(profile(["--max-num-batched-tokens", "16K"], model={"id": "meta-llama/Llama-3.1-8B-Instruct"}))
+    assert p.engine.max_num_batched_tokens == 16384
+    q = plan({**profile(["--max-model-len", "32k"]), "model": {"id": "meta-llama/Llama-3.1-8B-Instruct"}})
+    assert q.engine.max_model_len == 32000

@@ -18,6 +18,7 @@ sees them like any other flag.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,8 +77,21 @@ def _bool(arg: ParsedArg) -> bool:
     return arg.option == arg.flag.name
 
 
+def _human_int(text: str) -> int | str:
+    """vLLM's `human_readable_int` (engine/arg_utils.py): 32k = 32000, 32K = 32768; `auto` / -1 = the
+    largest that fits (`--max-model-len auto`)."""
+    text = text.strip()
+    if text in ("auto", "-1"):
+        return "auto"
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgG])", text)
+    if m:
+        scale = {"k": 10**3, "m": 10**6, "g": 10**9, "K": 2**10, "M": 2**20, "G": 2**30}[m.group(2)]
+        return int(float(m.group(1)) * scale)
+    return int(text)
+
+
 FIELDS: dict[str, tuple[tuple[str, str], Callable[[Any], Any]]] = {
-    "--max-model-len": (("model", "max_model_len"), _INT),
+    "--max-model-len": (("model", "max_model_len"), _human_int),
     "--dtype": (("model", "dtype"), _STR),
     "--quantization": (("model", "quantization"), _STR),
     "--trust-remote-code": (("model", "trust_remote_code"), bool),
@@ -89,7 +103,7 @@ FIELDS: dict[str, tuple[tuple[str, str], Callable[[Any], Any]]] = {
     "--enable-expert-parallel": (("parallelism", "enable_expert_parallel"), bool),
     "--gpu-memory-utilization": (("vllm", "gpu_memory_utilization"), _FLOAT),
     "--max-num-seqs": (("vllm", "max_num_seqs"), _INT),
-    "--max-num-batched-tokens": (("vllm", "max_num_batched_tokens"), _INT),
+    "--max-num-batched-tokens": (("vllm", "max_num_batched_tokens"), _human_int),
     "--block-size": (("vllm", "block_size"), _INT),
     "--kv-cache-dtype": (("vllm", "kv_cache_dtype"), _STR),
     "--enforce-eager": (("vllm", "enforce_eager"), bool),
