@@ -341,3 +341,39 @@ def test_human_readable_lengths_are_read_as_vllm_reads_them() -> None:
     assert p.engine.max_num_batched_tokens == 16384
     q = plan({**profile(["--max-model-len", "32k"]), "model": {"id": "meta-llama/Llama-3.1-8B-Instruct"}})
     assert q.engine.max_model_len == 32000
+
+
+def test_mtp_uses_the_models_own_layer_with_mla_pages() -> None:
+    ds = {"id": "deepseek-ai/DeepSeek-V3", "max_model_len": 32768}
+    hw = {"gpu_name": "H200", "gpus": 8}
+    spec = {"method": "deepseek_mtp", "num_speculative_tokens": 1}
+    p = plan({"profile_version": 1, "model": ds, "hardware": hw, "vllm": {"speculative": spec}})
+    b = plan({"profile_version": 1, "model": ds, "hardware": hw})
+    mla_page = (512 + 64) * BF16  # latent + rope key per token, whole on every rank
+    assert b.memory.kv.bytes_per_token == 61 * mla_page
+    assert p.memory.kv.bytes_per_token == 62 * mla_page  # + the one MTP layer
+    assert p.resolved.draft.own_embed_tokens is False and p.resolved.draft.own_lm_head is False
+    # num_nextn_predict_layers=1 block + eh_proj, embed and head shared: FP8 weights, 1 byte each, over TP 8.
+    assert 0 < feature(p, "draft weights") < 2 * 2**30
+    assert p.performance.itl_ms.value < b.performance.itl_ms.value
+
+
+def test_neutral_flags_pass_through_and_name_and_port_are_read_into_their_fields() -> None:
+    p = plan(
+        profile(
+            [
+                "--api-key",
+                "secret",
+                "--served-model-name",
+                "chat",
+                "--port",
+                "9000",
+                "--uvicorn-log-level",
+                "warning",
+            ]
+        )
+    )
+    assert p.resolved.profile.model.served_model_name == "chat" and p.resolved.profile.deploy.port == 9000
+    assert p.resolved.extra_args.neutral == ["--api-key", "--uvicorn-log-level"]
+    assert p.resolved.extra_args.not_modelled == []
+    assert p.resolved.profile.vllm.extra_args == ["--api-key", "secret", "--uvicorn-log-level", "warning"]

@@ -167,12 +167,13 @@ def _mtp(method: str, target: ModelFacts) -> DraftFacts:
             f"{target.id} has none (its config has no num_nextn_predict_layers / mtp layers)"
         )
     h, vocab = target.hidden_size, target.vocab_size
-    # model_config counts per MTP layer: block + eh_proj + norms + embed + head; vLLM shares the embedding
-    # with the target (eagle.py load_model: "Detected MTP model. Sharing target model embedding weights").
+    # model_config counts per MTP layer: block + eh_proj + norms + embed + head; vLLM shares both the
+    # embedding and the lm_head with the target (eagle.py load_model: "Detected MTP model. Sharing target
+    # model embedding weights" / "... lm_head weights").
     # One MTP layer in the checkpoints of these families (num_nextn_predict_layers: 1); vLLM reuses it
     # for every speculative token.
     n_layers = 1
-    per_layer = target.params_mtp - vocab * h
+    per_layer = target.params_mtp - 2 * vocab * h
     return DraftFacts(
         id=f"{target.id} (MTP layers)",
         method=method,
