@@ -377,3 +377,16 @@ def test_neutral_flags_pass_through_and_name_and_port_are_read_into_their_fields
     assert p.resolved.extra_args.neutral == ["--api-key", "--uvicorn-log-level"]
     assert p.resolved.extra_args.not_modelled == []
     assert p.resolved.profile.vllm.extra_args == ["--api-key", "secret", "--uvicorn-log-level", "warning"]
+
+
+def test_plan_command_takes_the_features_as_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from vllm_compile.cli import main
+
+    code = main(
+        ["plan", "-m", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--max-model-len", "8192",
+         "--speculative-method", "eagle3", "--speculative-model", "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B",
+         "--num-speculative-tokens", "3", "--max-loras", "4", "--max-lora-rank", "64"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "417,296 tokens" in out and "draft weights 0.79 GiB" in out and "LoRA buffers 1.25 GiB" in out
