@@ -390,3 +390,14 @@ def test_plan_command_takes_the_features_as_flags(capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert code == 0
     assert "417,296 tokens" in out and "draft weights 0.79 GiB" in out and "LoRA buffers 1.25 GiB" in out
+
+
+def test_skip_mm_profiling_reserves_no_encoder_memory() -> None:
+    mm = {"profile_version": 1, "model": {"id": "google/gemma-3-4b-it", "max_model_len": 8192},
+          "hardware": {"gpu_name": "H100"}}  # fmt: skip
+    full = plan(mm)
+    skipped = plan({**mm, "vllm": {"extra_args": ["--skip-mm-profiling"]}})
+    assert skipped.memory.binding.activation_peak_bytes < full.memory.binding.activation_peak_bytes
+    assert skipped.memory.binding.weights_bytes == full.memory.binding.weights_bytes  # the tower is loaded
+    assert skipped.resolved.extra_args.not_modelled == []
+    assert any("--skip-mm-profiling" in a for a in skipped.memory.assumptions)

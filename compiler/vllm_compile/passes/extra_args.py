@@ -118,7 +118,10 @@ FIELDS: dict[str, tuple[tuple[str, str], Callable[[Any], Any]]] = {
     "--mm-processor-kwargs": (("vllm", "mm_processor_kwargs"), json.loads),
 }
 # Modelled by a pass straight from extra_args (no first-class field): kept as given.
-READ_IN_PLACE = {"--language-model-only": "vllm.extra_args (multimodal pass: text-only, no vision encoder)"}
+READ_IN_PLACE = {
+    "--language-model-only": "vllm.extra_args (multimodal pass: text-only, no vision encoder)",
+    "--skip-mm-profiling": "vllm.extra_args (multimodal pass: no encoder profiling run)",
+}
 # Before 0.11.1 the capture sizes flag was --cuda-graph-sizes (vllm PR #26016).
 CAPTURE_SIZE_FLAGS = ("--cudagraph-capture-sizes", "--cuda-graph-sizes")
 LORA_FLAGS = {

@@ -109,6 +109,11 @@ def notes(resolved: Resolved) -> list[str]:
     if lora is None:
         return []
     out = []
+    if resolved.vllm.cuda_graph_deducted:
+        out.append(
+            "LoRA: the CUDA graph estimate is the one without LoRA; releases that capture graphs with and "
+            "without active adapters (compilation_config.cudagraph_specialize_lora) may deduct more"
+        )
     if resolved.model.is_moe:
         out.append("LoRA on MoE experts is not modelled: only the attention projections' slots are counted")
     if resolved.model.is_mla:

@@ -17,6 +17,9 @@ from ..facts.weights import dtype_bytes
 from ..plan import EngineConfig, MemoryFeature, Resolved
 
 LANGUAGE_MODEL_ONLY = "--language-model-only"
+# `--skip-mm-profiling` (0.10.2+, MultiModalConfig.skip_mm_profiling): the profile run skips the encoder,
+# so its memory is not reserved (vLLM warns that it may then run out of memory at the first images).
+SKIP_MM_PROFILING = "--skip-mm-profiling"
 
 
 def language_model_only(resolved: Resolved) -> bool:
@@ -24,8 +27,10 @@ def language_model_only(resolved: Resolved) -> bool:
 
 
 def text_only(resolved: Resolved) -> bool:
-    """No encoder profiling: not multimodal, every limit 0, or --language-model-only."""
+    """No encoder profiling: not multimodal, every limit 0, --language-model-only or --skip-mm-profiling."""
     if not resolved.model.multimodal or language_model_only(resolved):
+        return True
+    if SKIP_MM_PROFILING in resolved.profile.vllm.extra_args:
         return True
     limits = resolved.profile.vllm.limit_mm_per_prompt
     return limits is not None and len(limits) > 0 and all(v == 0 for v in limits.values())
@@ -48,6 +53,11 @@ def skipped_vision_bytes(resolved: Resolved, engine: EngineConfig) -> int:
 
 def notes(resolved: Resolved) -> list[str]:
     out = []
+    if resolved.model.multimodal and SKIP_MM_PROFILING in resolved.profile.vllm.extra_args:
+        out.append(
+            "--skip-mm-profiling: vLLM reserves no memory for the vision encoder; the first large images "
+            "may run out of memory"
+        )
     if resolved.model.multimodal and resolved.profile.vllm.mm_processor_kwargs:
         out.append(
             "mm_processor_kwargs may change the tokens of one image; the encoder budget uses the config's "
@@ -63,8 +73,12 @@ def memory_features(resolved: Resolved, engine: EngineConfig) -> list[MemoryFeat
         return []
     if text_only(resolved):
         skipped = skipped_vision_bytes(resolved, engine)
-        detail = "text-only serving: no encoder profiling run" + (
-            ", vision tower not loaded" if skipped else ""
+        skip = SKIP_MM_PROFILING in resolved.profile.vllm.extra_args
+        detail = (
+            "--skip-mm-profiling: the encoder's memory is not reserved by the profile run (images may OOM)"
+            if skip and not language_model_only(resolved)
+            else "text-only serving: no encoder profiling run"
+            + (", vision tower not loaded" if skipped else "")
         )
         return [MemoryFeature(name="multimodal encoder", bytes_per_gpu=-skipped, detail=detail)]
     limits = resolved.profile.vllm.limit_mm_per_prompt
