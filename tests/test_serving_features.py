@@ -401,3 +401,16 @@ def test_skip_mm_profiling_reserves_no_encoder_memory() -> None:
     assert skipped.memory.binding.weights_bytes == full.memory.binding.weights_bytes  # the tower is loaded
     assert skipped.resolved.extra_args.not_modelled == []
     assert any("--skip-mm-profiling" in a for a in skipped.memory.assumptions)
+
+
+def test_the_profile_artifact_round_trips(must) -> None:
+    import yaml
+
+    from vllm_compile.render import render_artifacts
+
+    text = render_artifacts(must, ["profile"])["profile.yaml"]
+    data = yaml.safe_load(text)
+    assert data["vllm"]["speculative"]["method"] == "eagle3" and data["vllm"]["lora"]["max_loras"] == 4
+    assert "--speculative-config" not in data["vllm"].get("extra_args", [])
+    again = plan(data)
+    assert again.memory.model_dump() == must.memory.model_dump()

@@ -366,10 +366,10 @@ def _first_error(exc: Exception) -> str:
     return str(exc)
 
 
-def feature_args(profile: Profile, version: str) -> list[str]:
-    """The first-class feature sections as `vllm serve` flags of `version` (checked like every flag)."""
+def feature_groups(profile: Profile, version: str) -> list[list[str]]:
+    """The first-class feature sections as `vllm serve` flags of `version`, one group per section."""
     v = profile.vllm
-    out: list[str] = []
+    groups: list[list[str]] = []
     if v.speculative is not None:
         s = v.speculative
         config: dict[str, Any] = {"method": s.method, "num_speculative_tokens": s.num_speculative_tokens}
@@ -377,32 +377,52 @@ def feature_args(profile: Profile, version: str) -> list[str]:
             config["model"] = s.model
         if s.draft_tensor_parallel_size is not None:
             config["draft_tensor_parallel_size"] = s.draft_tensor_parallel_size
-        out += ["--speculative-config", json.dumps(config, sort_keys=True, separators=(",", ":"))]
+        groups.append(["--speculative-config", json.dumps(config, sort_keys=True, separators=(",", ":"))])
     if v.lora is not None:
         lo = v.lora
-        out += ["--enable-lora", "--max-loras", str(lo.max_loras), "--max-lora-rank", str(lo.max_lora_rank)]
+        group = ["--enable-lora", "--max-loras", str(lo.max_loras), "--max-lora-rank", str(lo.max_lora_rank)]
         if lo.max_cpu_loras is not None:
-            out += ["--max-cpu-loras", str(lo.max_cpu_loras)]
+            group += ["--max-cpu-loras", str(lo.max_cpu_loras)]
         if lo.lora_dtype != "auto":
-            out += ["--lora-dtype", lo.lora_dtype]
+            group += ["--lora-dtype", lo.lora_dtype]
         if lo.target_modules:
-            out += ["--lora-target-modules", *lo.target_modules]
+            group += ["--lora-target-modules", *lo.target_modules]
+        groups.append(group)
     if v.limit_mm_per_prompt is not None:
-        out += [
-            "--limit-mm-per-prompt",
-            json.dumps(v.limit_mm_per_prompt, sort_keys=True, separators=(",", ":")),
-        ]
+        groups.append(
+            [
+                "--limit-mm-per-prompt",
+                json.dumps(v.limit_mm_per_prompt, sort_keys=True, separators=(",", ":")),
+            ]
+        )
     if v.mm_processor_kwargs is not None:
-        out += [
-            "--mm-processor-kwargs",
-            json.dumps(v.mm_processor_kwargs, sort_keys=True, separators=(",", ":")),
-        ]
+        groups.append(
+            [
+                "--mm-processor-kwargs",
+                json.dumps(v.mm_processor_kwargs, sort_keys=True, separators=(",", ":")),
+            ]
+        )
     if v.cudagraph_capture_sizes:
-        fs = vllm_flags.flag_set(version)
-        flag = vllm_flags.resolve_flag(fs, "--cudagraph-capture-sizes")
+        flag = vllm_flags.resolve_flag(vllm_flags.flag_set(version), "--cudagraph-capture-sizes")
         if flag is not None:
-            out += [flag.name, *(str(x) for x in v.cudagraph_capture_sizes)]
-    return out
+            groups.append([flag.name, *(str(x) for x in v.cudagraph_capture_sizes)])
+    return groups
+
+
+def feature_args(profile: Profile, version: str) -> list[str]:
+    """The first-class feature sections as `vllm serve` flags of `version` (checked like every flag)."""
+    return [w for g in feature_groups(profile, version) for w in g]
+
+
+def without_feature_flags(profile: Profile, version: str) -> Profile:
+    """The profile as a user would write it: the feature sections as fields, not also as flags."""
+    args = list(profile.vllm.extra_args)
+    for group in feature_groups(profile, version):
+        for i in range(len(args) - len(group), -1, -1):
+            if args[i : i + len(group)] == group:
+                del args[i : i + len(group)]
+                break
+    return profile.model_copy(update={"vllm": profile.vllm.model_copy(update={"extra_args": args})})
 
 
 def with_feature_flags(profile: Profile, version: str, *, only: tuple[str, ...] | None = None) -> Profile:
