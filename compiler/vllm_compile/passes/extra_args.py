@@ -422,6 +422,8 @@ def without_feature_flags(profile: Profile, version: str) -> Profile:
             if args[i : i + len(group)] == group:
                 del args[i : i + len(group)]
                 break
+    if args == list(profile.vllm.extra_args):
+        return profile  # untouched: unset fields stay unset in the dump
     return profile.model_copy(update={"vllm": profile.vllm.model_copy(update={"extra_args": args})})
 
 
