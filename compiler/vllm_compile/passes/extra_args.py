@@ -260,7 +260,9 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
     The returned profile's extra_args hold the neutral and not-modelled flags as given, then the feature
     sections (speculative, lora, multimodal) spelt as the release's flags."""
     args = list(profile.vllm.extra_args)
-    parsed = parse(version, args) if args else []
+    if not args:  # nothing to read: the profile as given (its unset fields stay unset), plus feature flags
+        return with_feature_flags(profile, version), ExtraArgsReport()
+    parsed = parse(version, args)
     if parsed is None:  # refused flags: the flag check reports them; plan the profile as it is
         return profile, ExtraArgsReport()
     updates: dict[str, dict[str, Any]] = {"model": {}, "parallelism": {}, "vllm": {}, "deploy": {}}
