@@ -414,3 +414,36 @@ def test_the_profile_artifact_round_trips(must) -> None:
     assert "--speculative-config" not in data["vllm"].get("extra_args", [])
     again = plan(data)
     assert again.memory.model_dump() == must.memory.model_dump()
+
+
+def test_aliases_negations_and_unmodelled_classes() -> None:
+    p = plan(
+        profile(
+            [
+                "-tp",
+                "2",
+                "--no-enable-prefix-caching",
+                "--compilation-config",
+                '{"level": 3}',
+                "--scheduling-policy",
+                "priority",
+            ],
+            hardware={"gpu_name": "H100", "gpus": 2},
+        )
+    )
+    assert p.engine.tensor_parallel_size == 2 and p.engine.enable_prefix_caching is False
+    report = p.resolved.extra_args
+    assert report.modelled == {
+        "-tp": "parallelism.tensor_parallel_size",
+        "--no-enable-prefix-caching": "vllm.enable_prefix_caching",
+    }
+    flags = {n.flag: n.may_change for n in report.not_modelled}
+    assert set(flags) == {"--compilation-config", "--scheduling-policy"}
+    assert "CUDA graph" in flags["--compilation-config"] and "TTFT" in flags["--scheduling-policy"]
+    assert p.resolved.profile.vllm.extra_args == [
+        "--compilation-config",
+        '{"level": 3}',
+        "--scheduling-policy",
+        "priority",
+    ]
+    assert sum(w.startswith("not-modelled:") for w in p.verdict.warnings) == 2
