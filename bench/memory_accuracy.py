@@ -90,6 +90,14 @@ def _profile(entry: dict[str, Any], version: str) -> dict[str, Any]:
         vllm["kv_cache_dtype"] = entry["kv_cache_dtype"]
     if entry.get("enforce_eager") is not None:
         vllm["enforce_eager"] = entry["enforce_eager"]
+    # Serving features the log shows: an entry's own keys, or limit_mm_per_prompt in its non-default args.
+    for key in ("speculative", "lora", "limit_mm_per_prompt"):
+        if entry.get(key) is not None:
+            vllm[key] = entry[key]
+    if "limit_mm_per_prompt" not in vllm and entry.get("multimodal"):
+        m = re.search(r"'limit_mm_per_prompt': (\{[^}]*\})", " ".join(map(str, entry.get("evidence", []))))
+        if m:
+            vllm["limit_mm_per_prompt"] = json.loads(m.group(1).replace("'", '"'))
     if v0:
         # V0 defaults (engine/arg_utils.py then): utilization 0.9, 256 sequences, no chunked prefill below
         # 32K context (a step holds a whole max_model_len prompt), chunked with 2048 tokens above.
@@ -134,7 +142,11 @@ def _err(pred: float, obs: float | None) -> float | None:
 
 def evaluate(entry: dict[str, Any]) -> dict[str, Any]:
     obs = entry["observed"]
-    row: dict[str, Any] = {"id": entry["id"], "engine": entry.get("engine", "V1")}
+    row: dict[str, Any] = {
+        "id": entry["id"],
+        "engine": entry.get("engine", "V1"),
+        "features": _features(entry),
+    }
     try:
         plan, version, assumed = _plan(entry)
     except Exception as exc:  # the bench reports every entry, even one the planner cannot take
@@ -162,6 +174,12 @@ def evaluate(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 _PARTS = ("weights_gib", "activation_peak_gib", "non_torch_gib", "kv_cache_gib")
+FEATURES = ("speculative", "lora", "multimodal")
+
+
+def _features(entry: dict[str, Any]) -> list[str]:
+    """The serving features an entry exercises (printed as their own group)."""
+    return [f for f in FEATURES if entry.get(f)]
 
 
 def _inconsistent(entry: dict[str, Any], graphs_deducted: bool) -> bool:
@@ -304,11 +322,33 @@ def _summary(rows: list[dict[str, Any]]) -> None:
         f"{sum(implied_errs) / max(1, len(implied_errs)):.2f}% over {len(implied_errs)}; "
         f"within +-5%: {sum(e <= 5 for e in implied_errs)}/{len(implied_errs)}"
     )
+    _feature_summary(v1_kv)
     errors = [r for r in rows if "error" in r]
     if errors:
         print(
             f"SUMMARY entries the planner could not take: {len(errors)} ({', '.join(r['id'] for r in errors)})"
         )
+
+
+def _feature_summary(v1_kv: list[dict[str, Any]]) -> None:
+    """KV error of the entries with speculative decoding, LoRA or multimodal inputs, apart from the classic ones."""
+
+    def mae(rows: list[dict[str, Any]]) -> str:
+        errs = [abs(_pct(r["kv_gib"]) or 0) for r in rows]
+        if not errs:
+            return "no entries"
+        return (
+            f"KV GiB MAE {sum(errs) / len(errs):.2f}% over {len(errs)} ({', '.join(r['id'] for r in rows)})"
+        )
+
+    classic = [r for r in v1_kv if not r.get("features")]
+    print(f"SUMMARY classic entries (no speculative decoding, LoRA or multimodal input): {mae(classic)}")
+    print(
+        "SUMMARY classic entries whose own figures add up to their budget: "
+        + mae([r for r in classic if not r["inconsistent"]])
+    )
+    for feature in FEATURES:
+        print(f"SUMMARY {feature} entries: {mae([r for r in v1_kv if feature in r.get('features', [])])}")
 
 
 if __name__ == "__main__":

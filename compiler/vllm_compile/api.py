@@ -25,6 +25,7 @@ from .write import Change, apply_changes, pending_changes, remove_tree
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 POLICY_CODE = "oom-risk"
+UNMODELLED_CODE = "not-modelled"  # a flag in vllm.extra_args no pass models (passes/extra_args.py)
 SUMMARY_KEYS = {"name", "gpu", "gpus", "starts", "oom_risk", "fails_policy", "kv_tokens", "max_concurrency",
                 "reasons", "warnings", "capacity_ok", "capacity_notes"}  # fmt: skip
 
@@ -47,6 +48,7 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
 
     `calibration`: (file, observe.calibration.CalibrationRecord) pairs; the first that matches the
     decided engine replaces the modelled terms vLLM's code does not determine (passes.calibration)."""
+    from .passes.extra_args import annotate_decisions, with_unmodelled
     from .passes.memory import plan_memory
     from .passes.perf import estimate
     from .passes.policy import judge
@@ -55,6 +57,7 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
     from .passes.workload import resolve_workload
 
     engine, decisions = decide_engine(resolved)
+    decisions = annotate_decisions(resolved, decisions)
     engine, decisions = recommend(resolved, engine, decisions)
     memory = plan_memory(resolved, engine)
     used = None
@@ -73,7 +76,7 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
         if record is not None:
             memory, applied = apply_calibration(resolved, engine, memory, record, files[id(record)])
             used = [applied]
-    verdict = judge(resolved, engine, memory)
+    verdict = with_unmodelled(resolved, judge(resolved, engine, memory))
     workload = resolve_workload(resolved.profile.workload)
     performance = (
         estimate(resolved, engine, memory, workload) if verdict.starts and workload is not None else None
@@ -89,7 +92,7 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
         from .passes.cluster import plan_cluster
 
         cluster = plan_cluster(resolved, engine, memory, workload).model_dump(mode="json")
-    return Plan(
+    plan = Plan(
         resolved=resolved,
         engine=engine,
         decisions=decisions,
@@ -99,6 +102,9 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
         cluster=cluster,
         calibration=used,
     )
+    from .passes.speculative_advice import advise
+
+    return advise(plan, lambda other: plan_resolved(other, calibration))  # proposes speculative decoding where it pays (turns it on if allowed)
 
 
 # --- the whole job -------------------------------------------------------------------------------
@@ -118,7 +124,10 @@ class ProfileResult:
     @property
     def invalid(self) -> bool:
         """Invalid input (exit 2), as opposed to a valid profile that fails its policy (exit 1)."""
-        return any(d.severity == "error" and not d.code.startswith(POLICY_CODE) for d in self.diagnostics)
+        return any(
+            d.severity == "error" and not d.code.startswith((POLICY_CODE, UNMODELLED_CODE))
+            for d in self.diagnostics
+        )
 
     @property
     def fails_policy(self) -> bool:
@@ -433,23 +442,45 @@ def _summary_from_lock(lock: dict[str, Any]) -> dict[str, Any]:
         "warnings": verdict["warnings"],
         "capacity_ok": verdict["capacity_ok"],
         "capacity_notes": verdict["capacity_notes"],
+        **_unmodelled_summary(lock),
     }
+
+
+def _unmodelled_summary(lock: dict[str, Any]) -> dict[str, Any]:
+    """Whether the policy fails only because of not-modelled flags (the diagnostic then says so)."""
+    policy = lock["inputs"]["profile"].get("policy") or {}
+    if not policy.get("fail_on_unmodelled") or not lock.get("extra_args", {}).get("not_modelled"):
+        return {}
+    order = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
+    fail_on = str(policy.get("fail_on", "high")).upper()
+    risk = lock["verdict"]["oom_risk"]
+    return {"fail_on_unmodelled": True, "fails_on_risk": fail_on != "NEVER" and order[risk] >= order[fail_on]}
 
 
 def _policy_diagnostics(summary: dict[str, Any], loaded: LoadedProfile) -> list[Diagnostic]:
     """The verdict as diagnostics, at the profile's model line, where a reviewer looks first.
     Made from the lock's summary, so a profile that is not re-planned still says why it fails."""
     messages: list[tuple[str, str, str]] = []
-    if summary["fails_policy"]:
+    prefix = UNMODELLED_CODE + ": "
+    unmodelled = [w[len(prefix) :] for w in summary["warnings"] if w.startswith(prefix)]
+    others = [w for w in summary["warnings"] if not w.startswith(prefix)]
+    unmodelled_fails = bool(unmodelled) and summary.get("fail_on_unmodelled", False)
+    if summary["fails_policy"] and not (unmodelled_fails and not summary.get("fails_on_risk", True)):
         why = "; ".join(summary["reasons"]) or "policy failed"
         messages.append((f"{POLICY_CODE}-{summary['oom_risk'].lower()}", why, "error"))
+    # Never silent, whether or not it starts; an error when the policy says so (exit 1, like a risk).
+    messages.extend((UNMODELLED_CODE, m, "error" if unmodelled_fails else "warning") for m in unmodelled)
     if summary["starts"]:  # capacity and tuning warnings mean nothing for a deployment that will not start
         notes = [] if summary["capacity_ok"] else summary["capacity_notes"]
-        messages.extend(("warning", warning, "warning") for warning in [*notes, *summary["warnings"]])
+        messages.extend(("warning", warning, "warning") for warning in [*notes, *others])
     if not messages:
         return []
     where = loaded.position(("model", "id"))
-    return [Diagnostic(*where, code, message, severity) for code, message, severity in messages]
+    extra = loaded.position(("vllm", "extra_args"))
+    return [
+        Diagnostic(*(extra if code == UNMODELLED_CODE else where), code, message, severity)
+        for code, message, severity in messages
+    ]
 
 
 def _stale_outputs(out: Path, root: Path, given: list[Path], results: list[ProfileResult]) -> list[Path]:

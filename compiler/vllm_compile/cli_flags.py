@@ -116,6 +116,25 @@ def add_profile_flags(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--block-size", type=int, default=_SUPPRESS, choices=[8, 16, 32, 64, 128])
     v.add_argument("--enforce-eager", action="store_true", default=_SUPPRESS)
 
+    f = parser.add_argument_group("serving features")
+    f.add_argument(
+        "--speculative-method", default=_SUPPRESS, help="eagle3, eagle, mtp, ngram, draft_model ..."
+    )
+    f.add_argument(
+        "--speculative-model", default=_SUPPRESS, help="Draft / EAGLE head (catalog id or folder)."
+    )
+    f.add_argument("--num-speculative-tokens", type=_positive_int, default=_SUPPRESS)
+    f.add_argument(
+        "--spec-acceptance-rate", type=_fraction, default=_SUPPRESS, help="Per draft token, (0, 1)."
+    )
+    f.add_argument(
+        "--max-loras", type=_positive_int, default=_SUPPRESS, help="Serve LoRA with this many slots."
+    )
+    f.add_argument("--max-lora-rank", type=_positive_int, default=_SUPPRESS)
+    f.add_argument(
+        "--prefix-reuse", type=_non_negative, default=_SUPPRESS, help="Prompt share from the prefix cache."
+    )
+
     pol = parser.add_argument_group("policy")
     pol.add_argument(
         "--overhead-gb",
@@ -161,6 +180,18 @@ _MAP: dict[str, tuple[str, str]] = {
 }
 
 
+# flag dest -> path of a nested field (serving features)
+_NESTED: dict[str, tuple[str, ...]] = {
+    "speculative_method": ("vllm", "speculative", "method"),
+    "speculative_model": ("vllm", "speculative", "model"),
+    "num_speculative_tokens": ("vllm", "speculative", "num_speculative_tokens"),
+    "spec_acceptance_rate": ("workload", "spec_acceptance_rate"),
+    "max_loras": ("vllm", "lora", "max_loras"),
+    "max_lora_rank": ("vllm", "lora", "max_lora_rank"),
+    "prefix_reuse": ("workload", "prefix_reuse"),
+}
+
+
 def profile_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """A profile_version 1 dict: `base` (a --profile file's data) overlaid with the flags given."""
     data: dict[str, Any] = copy.deepcopy(base) if base else {}
@@ -169,6 +200,12 @@ def profile_from_args(args: argparse.Namespace, base: dict[str, Any] | None = No
     for dest, (section, key) in _MAP.items():
         if dest in given and given[dest] is not None:
             data.setdefault(section, {})[key] = given[dest]
+    for dest, path in _NESTED.items():
+        if dest in given and given[dest] is not None:
+            node = data
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = given[dest]
     if data.get("model", {}).get("kv_cache_dtype") and "kv_cache_dtype" in given:
         data["model"].pop("kv_cache_dtype")  # the flag wins over the file's shorthand
     if "id" not in data.get("model", {}):

@@ -219,6 +219,12 @@ def print_human(plan: Plan, *, explain: bool = False) -> None:
         f"KV cache: {kv.bytes_per_token:,} bytes/token, block {kv.block_size}, {kv.num_blocks:,} blocks, "
         f"[bold]{kv.tokens:,} tokens[/], max concurrency [bold]{kv.max_concurrency:.2f}x[/] at {e.max_model_len:,} tokens"
     )
+    if plan.memory.features:  # serving features: their share of the figures above
+        console.print(
+            "Serving features: "
+            + ", ".join(f"{f.name} {f.bytes_per_gpu / 2**30:.2f} GiB" for f in plan.memory.features),
+            markup=False,
+        )
     v = plan.verdict
     colour = "green" if v.starts and v.oom_risk == "LOW" else ("yellow" if v.starts else "red")
     console.print(

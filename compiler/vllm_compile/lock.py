@@ -56,6 +56,7 @@ def inputs_sha256(
                 "gpu": resolved.gpu.model_dump(mode="json"),
                 "vllm": resolved.vllm.model_dump(mode="json"),
                 **({"extra": extra} if extra else {}),
+                **({"draft": resolved.draft.model_dump(mode="json")} if resolved.draft is not None else {}),
             }
         )
     )
@@ -97,6 +98,13 @@ def build_lock(
         "verdict": plan.verdict.model_dump(mode="json"),
         "artifacts": {path: sha256_text(text) for path, text in artifacts.items()},
     }
+    # Serving features, only where the profile has them (other locks stay as they were).
+    if resolved.draft is not None:
+        lock["resolved"]["draft_model"] = resolved.draft.model_dump(mode="json")
+    if resolved.profile.vllm.extra_args or resolved.extra_args.modelled:
+        lock["extra_args"] = resolved.extra_args.model_dump(mode="json")
+    if memory.features:
+        lock["memory"]["features"] = [f.model_dump(mode="json") for f in memory.features]
     if plan.cluster is not None:
         lock["cluster"] = plan.cluster
     if plan.performance is not None:

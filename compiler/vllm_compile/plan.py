@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .facts.drafts import DraftFacts
 from .facts.gpu_spec import GpuSpec
 from .facts.model_facts import ModelFacts
 from .facts.vllm_version import VllmVersion
@@ -16,6 +17,31 @@ from .profile.v1 import Profile
 
 DecidedBy = Literal["user", "vllm-default", "recommended", "derived"]
 Risk = Literal["LOW", "MEDIUM", "HIGH"]
+
+
+class NotModelled(BaseModel):
+    """A flag of vllm.extra_args that vLLM accepts and no pass models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flag: str
+    may_change: str
+
+    def message(self) -> str:
+        return (
+            f"not-modelled: vllm.extra_args {self.flag} is accepted by vLLM but the planner does not model it; "
+            f"it may change {self.may_change}, which the plan gives as with vLLM's default"
+        )
+
+
+class ExtraArgsReport(BaseModel):
+    """How the profile's vllm.extra_args were read (passes/extra_args.py); recorded in the lock."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    modelled: dict[str, str] = Field(default_factory=dict)  # flag -> the field it was read into
+    neutral: list[str] = Field(default_factory=list)
+    not_modelled: list[NotModelled] = Field(default_factory=list)
 
 
 class Resolved(BaseModel):
@@ -28,6 +54,8 @@ class Resolved(BaseModel):
     model: ModelFacts
     gpu: GpuSpec
     vllm: VllmVersion
+    draft: DraftFacts | None = None  # speculative decoding's draft model (facts/drafts.py)
+    extra_args: ExtraArgsReport = Field(default_factory=ExtraArgsReport)
 
 
 class Decision(BaseModel):
@@ -106,6 +134,16 @@ class KvCachePlan(BaseModel):
     max_concurrency: float  # "Maximum concurrency for L tokens per request: Cx"
 
 
+class MemoryFeature(BaseModel):
+    """One term a serving feature adds (speculative decoding, LoRA, multimodal), per GPU of the binding stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    bytes_per_gpu: int  # already inside weights / activation of RankMemory; 0 where it only reshapes the KV
+    detail: str
+
+
 class MemoryPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -114,6 +152,7 @@ class MemoryPlan(BaseModel):
     kv: KvCachePlan
     largest_max_model_len: int | None = None  # what --max-model-len auto would pick; None if nothing fits
     assumptions: list[str] = Field(default_factory=list)
+    features: list[MemoryFeature] = Field(default_factory=list)  # written to the lock only when present
 
     @property
     def binding(self) -> RankMemory:

@@ -81,7 +81,10 @@ def _vllm_config(plan: Plan, ctx: context.Context) -> dict[str, str]:
 
 
 def _profile(plan: Plan, ctx: context.Context) -> dict[str, str]:
-    data = plan.resolved.profile.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    from .passes.extra_args import without_feature_flags  # features are fields here, not also flags
+
+    profile = without_feature_flags(plan.resolved.profile, plan.resolved.vllm.version)
+    data = profile.model_dump(mode="json", exclude_unset=True, by_alias=True)
     data["profile_version"] = plan.resolved.profile.profile_version
     return {"profile.yaml": render_template("profile.yaml.j2", **ctx.common(), profile=data)}
 

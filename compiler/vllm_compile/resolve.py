@@ -29,11 +29,32 @@ def resolve(profile: Profile, name: str, *, locked_model: ModelFacts | None = No
         gpu = _resolve_gpu(profile, resolve_gpu)
     except ValueError as exc:
         raise ResolveError(("hardware", "gpu_name"), str(exc)) from exc
+    from .passes.extra_args import ExtraArgsError, normalise
+
+    given = profile
+    try:
+        # Modelled extra_args flags become their fields before anything is resolved (a draft model in
+        # --speculative-config resolves like speculative.model).
+        profile, report = normalise(profile, version.version)
+    except ExtraArgsError as exc:
+        raise ResolveError(exc.path, str(exc)) from exc
     try:
         model = resolve_model(profile.model, locked=locked_model)
     except ValueError as exc:
         raise ResolveError(("model", "id"), str(exc)) from exc
-    return Resolved(name=name, profile=profile, model=model, gpu=gpu, vllm=version)
+    draft = None
+    spec = profile.vllm.speculative
+    if spec is not None:
+        from .facts.drafts import resolve_draft
+
+        try:
+            draft = resolve_draft(spec.method, spec.model, model)
+        except ValueError as exc:
+            where = ("vllm", "speculative") if given.vllm.speculative is not None else ("vllm", "extra_args")
+            raise ResolveError(where, str(exc)) from exc
+    return Resolved(
+        name=name, profile=profile, model=model, gpu=gpu, vllm=version, draft=draft, extra_args=report
+    )
 
 
 def _resolve_gpu(profile: Profile, resolve_gpu):

@@ -68,7 +68,24 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
             "notes": [md(n) for n in p.notes],
         }
     v = plan.verdict
+    report = plan.resolved.extra_args
+    extra_args = [
+        *({"flag": md(f), "kind": "modelled", "detail": md(field)} for f, field in report.modelled.items()),
+        *(
+            {"flag": md(f), "kind": "neutral", "detail": "cannot change memory or speed"}
+            for f in report.neutral
+        ),
+        *(
+            {"flag": md(n.flag), "kind": "**not modelled**", "detail": md(f"may change {n.may_change}")}
+            for n in report.not_modelled
+        ),
+    ]
+    features = [
+        {"name": md(f.name), "gib": _gib(f.bytes_per_gpu), "detail": md(f.detail)} for f in mem.features
+    ]
     return {
+        "features": features,
+        "extra_args": extra_args,
         "gpu": plan.resolved.gpu.name,
         "util": f"{util:.2f}",
         "ranks": ranks,

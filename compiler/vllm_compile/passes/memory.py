@@ -19,6 +19,9 @@ from ..facts.weights import dtype_bytes, pp_layer_range, weight_bytes_per_gpu
 from ..plan import EngineConfig, MemoryPlan, RankMemory, Resolved
 from ..units import GIB
 from . import kv_cache as kv
+from . import lora as lora_terms
+from . import multimodal as mm
+from . import speculative as spec_terms
 from .memory_terms import (
     CUDA_CONTEXT_GIB,
     CUDA_GRAPH_BASE_GIB,
@@ -109,8 +112,12 @@ def _sampler_peak(model: ModelFacts, engine: EngineConfig, terms: MemoryTerms) -
     return int(t * model.hidden_size * dt + n * v * dt + terms.sampler_fp32_copies * n * v * 4)
 
 
-def activation_peak(model: ModelFacts, engine: EngineConfig, terms: MemoryTerms, pp_rank: int) -> int:
-    """ "torch peak memory increase" of the profile run on one GPU of stage `pp_rank`."""
+def activation_peak(
+    model: ModelFacts, engine: EngineConfig, terms: MemoryTerms, pp_rank: int, *, text_only: bool = False
+) -> int:
+    """ "torch peak memory increase" of the profile run on one GPU of stage `pp_rank`.
+
+    `text_only`: a multimodal model served without its encoder (passes/multimodal.py)."""
     pp = engine.pipeline_parallel_size
     start, end = pp_layer_range(model.num_hidden_layers, pp, pp_rank)
     moe_layers = [i for i in (model.moe_layers or range(model.num_hidden_layers)) if start <= i < end]
@@ -122,11 +129,8 @@ def activation_peak(model: ModelFacts, engine: EngineConfig, terms: MemoryTerms,
     extra = _moe_workspace(model, engine, len(moe_layers) if model.is_moe else 0)
     if pp_rank > 0:
         extra += 2 * t * model.hidden_size * dt  # received intermediate tensors: hidden + residual
-    if model.multimodal and pp_rank == 0:
-        # Encoder outputs kept in the encoder cache for the dummy run (budget = max(mnbt, tokens/item))
-        # and the merged input embeddings (multimodal/encoder_budget.py MultiModalBudget).
-        budget = max(t, model.mm_tokens_per_item or 0)
-        extra += budget * model.hidden_size * dt + t * model.hidden_size * dt
+    if model.multimodal and pp_rank == 0 and not text_only:
+        extra += mm.encoder_activation(model, engine)
     return gib_bytes(terms.activation_base_gib) + peak + extra
 
 
@@ -170,12 +174,35 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
     ranks: list[RankMemory] = []
     stages: list[kv.StageKv] = []
     available: list[int] = []
+    text_only = mm.text_only(resolved)
+    features: list = []
     for r in range(pp):
         layers = pp_layer_range(model.num_hidden_layers, pp, r)
         stage = kv.stage_kv(model, engine, layers)
         w = stage_weights(model, engine, r, gpu.compute_capability, version.version)
-        act = activation_peak(model, engine, terms, r)
-        cg = cuda_graph_estimate(model, engine, layers[1] - layers[0]) if version.cuda_graph_deducted else 0
+        act = activation_peak(model, engine, terms, r, text_only=text_only)
+        graph_layers = layers[1] - layers[0]
+        # Serving features (their own modules, each citing vLLM): LoRA slots on every stage; the draft
+        # (weights, KV layers, profile buffers) with the last stage, where vLLM runs the proposer.
+        lora_w = lora_terms.weight_bytes(resolved, engine, layers, r == pp - 1)
+        w += lora_w + (0 if r else -mm.skipped_vision_bytes(resolved, engine))
+        act += lora_terms.activation_bytes(resolved, engine)
+        if r == pp - 1 and resolved.profile.vllm.speculative is not None:
+            w += spec_terms.draft_weight_bytes(resolved, engine)
+            act += spec_terms.activation_bytes(resolved, engine)
+            graph_layers += spec_terms.draft_graph_layers(resolved)
+            draft_specs = spec_terms.draft_layer_specs(resolved, engine)
+            if draft_specs:
+                specs = [*stage.specs, *draft_specs]
+                groups = kv.kv_groups(specs)
+                stage = kv.StageKv(specs, groups, kv.bytes_per_block(groups, engine.block_size))
+        if r == pp - 1:
+            features = [
+                *spec_terms.memory_features(resolved, engine),
+                *lora_terms.memory_features(resolved, engine, lora_w),
+                *mm.memory_features(resolved, engine),
+            ]
+        cg = cuda_graph_estimate(model, engine, graph_layers) if version.cuda_graph_deducted else 0
         kv_bytes = requested - w - act - nt - cg
         if engine.kv_cache_memory_bytes is not None:
             kv_bytes = engine.kv_cache_memory_bytes
@@ -207,6 +234,13 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
         tokens_formula=terms.tokens_formula,
     )
     largest = _largest_len(model, engine, stages, available, in_flight_batches)
+    draft_per_token = sum(x.bytes_per_token for x in spec_terms.draft_layer_specs(resolved, engine))
+    features = [  # the draft layers' share of the KV cache: their pages in every block
+        f.model_copy(update={"bytes_per_gpu": plan.num_blocks * engine.block_size * draft_per_token})
+        if f.name == "draft KV cache"
+        else f
+        for f in features
+    ]
     assumptions = [
         f"vLLM {version.version} ({terms.engine}) accounting: {terms.source}",
         "activation peak modelled from the profile run's shapes (max_num_batched_tokens="
@@ -214,12 +248,14 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
     ]
     if version.cuda_graph_deducted and not engine.enforce_eager:
         assumptions.append("CUDA graph pool estimated and deducted before the KV cache, as this version does")
+    assumptions += lora_terms.notes(resolved) + mm.notes(resolved)
     return MemoryPlan(
         ranks=ranks,
         binding_pp_rank=binding,
         kv=plan,
         largest_max_model_len=largest,
         assumptions=assumptions,
+        features=features,
     )
 
 

@@ -26,7 +26,9 @@ UNCERTAINTY = {"itl": 0.20, "ttft": 0.50, "throughput": 0.35}
 SIM_REQUESTS = 240  # simulated requests for a request-rate workload (first 20% are warm-up)
 
 
-def step_model(resolved: Resolved, engine: EngineConfig, *, gpu: GpuSpec | None = None) -> pm.StepModel:
+def step_model(
+    resolved: Resolved, engine: EngineConfig, *, gpu: GpuSpec | None = None, acceptance: float | None = None
+) -> pm.StepModel:
     """The step-time model of one replica of `engine` on the resolved GPU."""
     gpu = gpu or resolved.gpu
     tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
@@ -47,8 +49,12 @@ def step_model(resolved: Resolved, engine: EngineConfig, *, gpu: GpuSpec | None 
         graph_max = max(engine.cudagraph_capture_sizes)
     else:
         graph_max = engine.max_cudagraph_capture_size or resolved.vllm.max_cudagraph_capture_size
-    return pm.StepModel(
-        shape=shape, hw=hw, tp=tp, pp=pp, eager=engine.enforce_eager, graph_max_batch=graph_max
+    sm = pm.StepModel(shape=shape, hw=hw, tp=tp, pp=pp, eager=engine.enforce_eager, graph_max_batch=graph_max)
+    from .speculative import acceptance_rate, serving_step
+
+    # Speculative decoding and LoRA change the step (passes/speculative.py, passes/lora.py).
+    return serving_step(
+        sm, resolved, engine, acceptance if acceptance is not None else acceptance_rate(resolved)
     )
 
 
@@ -68,7 +74,13 @@ def _assumptions(resolved: Resolved, engine: EngineConfig, workload: Workload, s
         f"{pm.STEP_OVERHEAD_S * 1e3:.1f} ms host overhead per step)",
         f"{gpu.name}: {gpu.memory_bandwidth_gbps:g} GB/s HBM, {sm.hw.peak / 1e12:g} TFLOP/s dense peak in the GEMM dtype",
         f"fixed lengths at the workload means: {workload.prompt.mean:g} prompt / {workload.gen.mean:g} generated tokens",
-        "no prefix-cache hits (distinct prompts); no speculative decoding; uniform MoE routing",
+        (
+            "no prefix-cache hits (distinct prompts)"
+            if not resolved.profile.workload.prefix_reuse
+            else "prefix-cache hits as below"
+        )
+        + ("; no speculative decoding" if resolved.profile.vllm.speculative is None else "")
+        + "; uniform MoE routing",
         "ITL is TPOT: (end-to-end - TTFT) / (generated - 1), prefills of other requests included",
     ]
     if engine.tensor_parallel_size > 1:
@@ -201,6 +213,10 @@ def estimate(
     curve over concurrency up to what the KV cache and max_num_seqs admit."""
     if not isinstance(workload, Workload):
         workload = resolve_workload(workload if workload is not None else resolved.profile.workload)
+    from . import prefix_reuse
+    from . import speculative as spec
+
+    workload, reuse_notes = prefix_reuse.apply(workload, resolved, engine)
     sm = step_model(resolved, engine)
     limit = kv_limit(memory, engine, workload)
     notes: list[str] = []
@@ -232,15 +248,44 @@ def estimate(
     misses = slo_check(workload, ttft_s=ttft, ttft_p99_s=ttft99, tpot_s=tpot, e2e_s=e2e)
     notes.extend(f"SLO missed: {m}" for m in misses)
     u = UNCERTAINTY
+    itl = _range(tpot * 1e3, u["itl"], time=True)
+    spec_notes: list[str] = []
+    if spec.num_speculative_tokens(resolved):
+        # The acceptance rate is an assumption that dominates ITL: the range spans it too.
+        alpha, k = spec.acceptance_rate(resolved), spec.num_speculative_tokens(resolved)
+        lo_a, hi_a = (
+            max(0.0, alpha - spec.ACCEPTANCE_UNCERTAINTY),
+            min(0.99, alpha + spec.ACCEPTANCE_UNCERTAINTY),
+        )
+        at = {
+            a: _steady(step_model(resolved, engine, acceptance=a), engine, memory, workload, conc).tpot_s
+            for a in (lo_a, hi_a)
+        }
+        itl = Range(
+            value=itl.value,
+            low=stable_float(min(itl.low, at[hi_a] * 1e3 * (1 - u["itl"]))),
+            high=stable_float(max(itl.high, at[lo_a] * 1e3 * (1 + u["itl"]))),
+        )
+        method = resolved.profile.vllm.speculative.method  # type: ignore[union-attr]
+        given = resolved.profile.workload.spec_acceptance_rate is not None
+        spec_notes.append(
+            f"speculative decoding ({method}, K={k}): acceptance rate {alpha:g} per draft token "
+            f"({'workload.spec_acceptance_rate' if given else 'default for ' + method + ', passes/speculative.py'}), "
+            f"{spec.tokens_per_step(alpha, k):.2f} tokens per step; ITL range spans acceptance {lo_a:g}-{hi_a:g}"
+        )
+    if resolved.profile.vllm.lora is not None:
+        spec_notes.append(
+            "LoRA: every adapter slot read each step and 8 punica launches per layer (worst case)"
+        )
     return PerfEstimate(
         concurrency=conc,
         ttft_ms=_range(ttft * 1e3, u["ttft"], time=True),
-        itl_ms=_range(tpot * 1e3, u["itl"], time=True),
+        itl_ms=itl,
         output_tok_s=_range(out_tok, u["throughput"], time=False),
         total_tok_s=_range(total_tok, u["throughput"], time=False),
         request_rps=_range(rps, u["throughput"], time=False),
         e2e_latency_s=_range(e2e, u["itl"], time=True),
-        assumptions=_assumptions(resolved, engine, workload, sm),
+        assumptions=[*_assumptions(resolved, engine, workload, sm), *reuse_notes, *spec_notes],
         curve=_curve(sm, engine, memory, workload, limit),
         slo_met=(not misses) if workload.slo.any else None,
         replicas=replicas,

@@ -194,9 +194,24 @@ def with_capture_sizes(engine: EngineConfig, resolved: Resolved) -> EngineConfig
     """CUDA graph capture sizes follow from the batch settings; recompute whenever those change."""
     if engine.enforce_eager:
         return engine.model_copy(update={"cudagraph_capture_sizes": []})
-    sizes = cudagraph_capture_sizes(
-        resolved.vllm, engine.max_num_seqs, engine.max_num_batched_tokens, resolved.gpu
-    )
+    spec = resolved.profile.vllm.speculative
+    k = spec.num_speculative_tokens if spec is not None else 0
+    given = resolved.profile.vllm.cudagraph_capture_sizes
+    if given:
+        # Explicit sizes: vLLM drops those above the token budget (config/vllm.py _set_cudagraph_sizes).
+        sizes = sorted({s for s in given if s <= engine.max_num_batched_tokens})
+    else:
+        sizes = cudagraph_capture_sizes(
+            resolved.vllm,
+            engine.max_num_seqs,
+            engine.max_num_batched_tokens,
+            resolved.gpu,
+            num_speculative_tokens=k,
+        )
     if engine.max_cudagraph_capture_size:
         sizes = [s for s in sizes if s <= engine.max_cudagraph_capture_size]
+    if k and not given:
+        from .speculative import round_capture_sizes
+
+        sizes = round_capture_sizes(sizes, k, resolved.vllm.version)
     return engine.model_copy(update={"cudagraph_capture_sizes": sizes})

@@ -6,7 +6,7 @@ Config Wizard's profile shape (model/hardware/workload/policy) is a subset and c
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -100,6 +100,56 @@ class WorkloadSpec(_Section):
     )
     objective: Literal["throughput", "latency", "balanced", "cost"] | None = None
     slo: SloSpec | None = None
+    spec_acceptance_rate: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Speculative decoding: chance the model accepts each draft token; default per method.",
+    )
+    prefix_reuse: float | None = Field(
+        None, ge=0, lt=1, description="Share of prompt tokens served from the prefix cache (0 = none)."
+    )
+
+
+SpecMethod = Literal[
+    "ngram", "eagle", "eagle3", "mtp", "deepseek_mtp", "qwen3_next_mtp", "glm4_moe_mtp", "mimo_mtp",
+    "ernie_mtp", "longcat_flash_mtp", "draft_model", "medusa", "mlp_speculator", "suffix",
+]  # fmt: skip
+
+
+class SpeculativeSpec(_Section):
+    """Speculative decoding (vLLM `--speculative-config`): a draft proposes tokens, the model verifies them."""
+
+    method: SpecMethod = Field(
+        description="vLLM's speculative method; `mtp` = the model's own multi-token-prediction layers."
+    )
+    model: str | None = Field(
+        None,
+        description="Draft / EAGLE head: a catalog id, a local folder with config.json or a Hub id "
+        "(not for ngram, suffix, mtp).",
+    )
+    num_speculative_tokens: PositiveInt = Field(description="Tokens the draft proposes per step (K).")
+    draft_tensor_parallel_size: PositiveInt | None = Field(
+        None, description="TP of the draft; default: the model's tensor_parallel_size (vLLM's default)."
+    )
+
+
+class LoraSpec(_Section):
+    """Serve LoRA adapters (vLLM `--enable-lora`): vLLM allocates max_loras adapter slots on the GPU."""
+
+    max_loras: PositiveInt = Field(1, description="Adapters in one batch (GPU slots); vLLM default 1.")
+    max_lora_rank: PositiveInt = Field(
+        16, description="Largest adapter rank the slots hold; vLLM default 16."
+    )
+    max_cpu_loras: PositiveInt | None = Field(None, description="Adapters cached in CPU memory.")
+    lora_dtype: Literal["auto", "float16", "bfloat16"] = Field(
+        "auto", description="Adapter weights dtype; `auto` = the model dtype."
+    )
+    target_modules: list[str] | None = Field(
+        None,
+        description="Modules the adapters touch (e.g. qkv_proj, o_proj); default: every linear layer "
+        "vLLM wraps for the architecture.",
+    )
 
 
 class VllmSpec(_Section):
@@ -120,6 +170,18 @@ class VllmSpec(_Section):
     cpu_offload_gb: float = Field(0.0, ge=0)
     extra_args: list[str] = Field(
         default_factory=list, description="More `vllm serve` flags, checked against the version's flags."
+    )
+    cudagraph_capture_sizes: list[PositiveInt] | None = Field(
+        None, description="CUDA graph sizes to capture; default: vLLM's list for the batch settings."
+    )
+    speculative: SpeculativeSpec | None = Field(None, description="Speculative decoding; default off.")
+    lora: LoraSpec | None = Field(None, description="LoRA adapter serving; default off.")
+    limit_mm_per_prompt: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        None,
+        description="Multimodal items per prompt by modality (e.g. {image: 2}); all 0 = text-only serving.",
+    )
+    mm_processor_kwargs: dict[str, Any] | None = Field(
+        None, description="Passed to the model's multimodal processor (vLLM --mm-processor-kwargs)."
     )
 
 
@@ -147,6 +209,13 @@ class PolicySpec(_Section):
     )
     max_gpu_memory_utilization: float = Field(
         0.95, gt=0, le=1, description="Upper bound the recommender may pick."
+    )
+    fail_on_unmodelled: bool = Field(
+        False,
+        description="Fail the compile (exit 1) when vllm.extra_args holds a flag the planner does not model.",
+    )
+    allow_speculative: bool = Field(
+        False, description="Let the recommender turn speculative decoding on (it only proposes it otherwise)."
     )
 
 
