@@ -104,7 +104,8 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
     )
     from .passes.speculative_advice import advise
 
-    return advise(plan, lambda other: plan_resolved(other, calibration))  # proposes speculative decoding where it pays (turns it on if allowed)
+    # Proposes speculative decoding where it pays (turns it on if allowed); re-plans with the same records.
+    return advise(plan, lambda other: plan_resolved(other, calibration))
 
 
 # --- the whole job -------------------------------------------------------------------------------
