@@ -70,6 +70,9 @@ def plan_resolved(resolved: Resolved) -> Plan:
         from .passes.cluster import plan_cluster
 
         cluster = plan_cluster(resolved, engine, memory, workload).model_dump(mode="json")
+    from .passes.cost import plan_cost
+
+    cost = plan_cost(resolved, engine, performance, cluster)
     return Plan(
         resolved=resolved,
         engine=engine,
@@ -78,6 +81,7 @@ def plan_resolved(resolved: Resolved) -> Plan:
         verdict=verdict,
         performance=performance,
         cluster=cluster,
+        cost=cost.model_dump(mode="json") if cost is not None else None,
     )
 
 

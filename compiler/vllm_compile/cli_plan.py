@@ -157,6 +157,8 @@ def plan_json(plan: Plan, *, explain: bool = False) -> dict[str, Any]:
                 )
             },
         }
+    if plan.cost is not None:
+        out["cost"] = plan.cost
     if explain:
         out["decisions"] = {k: json.loads(d.model_dump_json()) for k, d in sorted(plan.decisions.items())}
     return out
@@ -231,6 +233,16 @@ def print_human(plan: Plan, *, explain: bool = False) -> None:
         console.print(
             f"Performance at concurrency {p.concurrency}: TTFT {p.ttft_ms.value:.0f} ms, ITL {p.itl_ms.value:.1f} ms, "
             f"{p.output_tok_s.value:,.0f} output tok/s, {p.request_rps.value:.2f} req/s"
+        )
+    if plan.cost is not None:
+        c = plan.cost
+        per_m = c["usd_per_million_output_tokens"]
+        console.print(
+            f"Cost (estimate): {c['price']}; ${c['replica_usd_per_hour']:.2f}/hour per replica, "
+            f"${c['fleet_usd_per_hour']:.2f}/hour for {c['replicas']} replica(s); "
+            + (f"[bold]${per_m:.3f} per million output tokens[/]" if per_m is not None else "nothing served")
+            + f" at {c['fleet_output_tok_s']:,.0f} output tok/s",
+            markup=True,
         )
     if explain:
         console.print("[bold]Decisions[/]")

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import __version__
 from .facts.model_facts import ModelFacts
+from .facts.prices import price_table_version
 from .plan import Plan, Resolved
 from .units import gib
 from .yaml_text import load_yaml, to_yaml
@@ -52,6 +53,7 @@ def inputs_sha256(profile_data: dict[str, Any], resolved: Resolved) -> str:
                 "model": resolved.model.model_dump(mode="json"),
                 "gpu": resolved.gpu.model_dump(mode="json"),
                 "vllm": resolved.vllm.model_dump(mode="json"),
+                "gpu_prices": price_table_version(),
             }
         )
     )
@@ -95,6 +97,8 @@ def build_lock(
     }
     if plan.cluster is not None:
         lock["cluster"] = plan.cluster
+    if plan.cost is not None:
+        lock["cost"] = {"estimate": True, **plan.cost}
     if plan.performance is not None:
         lock["performance"] = {"estimate": True, **plan.performance.model_dump(mode="json")}
     return normalise(lock)

@@ -173,3 +173,4 @@ class Plan(BaseModel):
     verdict: Verdict
     performance: PerfEstimate | None = None
     cluster: dict[str, Any] | None = None  # passes.cluster.ClusterPlan, with a request rate or replicas: auto
+    cost: dict[str, Any] | None = None  # passes.cost.CostPlan, when the GPU has a price

@@ -67,6 +67,7 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
             "assumptions": [md(a) for a in p.assumptions],
             "notes": [md(n) for n in p.notes],
         }
+    cost = _cost(plan)
     v = plan.verdict
     return {
         "gpu": plan.resolved.gpu.name,
@@ -94,9 +95,33 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
         },
         "assumptions": [md(a) for a in mem.assumptions],
         "perf": perf,
+        "cost": cost,
         "settings": settings,
         "command": shlex.join(["vllm", "serve", ctx.model_id, *ctx.argv]),
         "replicas": ctx.replicas,
         "nodes": ctx.nodes,
         "notes": [md(n) for n in ctx.notes],
+    }
+
+
+def _cost(plan: Plan) -> dict[str, Any] | None:
+    """The cost lines: price and its source, $/hour per replica and fleet, $ per million output tokens."""
+    c = plan.cost
+    if c is None:
+        return None
+    per_m = c["usd_per_million_output_tokens"]
+    return {
+        "rows": [
+            ("GPU price", md(c["price"])),
+            ("Per replica ($/hour)", f"{c['replica_usd_per_hour']:.2f} ({c['gpus_per_replica']} GPU(s))"),
+            (
+                "Fleet ($/hour)",
+                f"{c['fleet_usd_per_hour']:.2f} ({c['replicas']} replica(s), {c['total_gpus']} GPU(s))",
+            ),
+            ("Output tokens/s at the operating point", f"{c['fleet_output_tok_s']:,.0f}"),
+            ("$ per million output tokens", f"{per_m:.3f}" if per_m is not None else "- (nothing served)"),
+        ],
+        "operating_point": md(c["operating_point"]),
+        "source": md(c["price_source"]),
+        "notes": [md(n) for n in c["notes"]],
     }

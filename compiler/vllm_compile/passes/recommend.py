@@ -40,11 +40,15 @@ class Candidate:
     cost: int  # accuracy/safety trades taken: quantization, fp8 KV, raised utilization, eager
     score: float  # the objective, higher is better
     notes: list[str] = field(default_factory=list)
+    cost_objective: bool = False  # objective `cost`: $ per million tokens before the trades taken
 
     @property
     def key(self) -> tuple[float, ...]:
         short = 0 if self.state is None or self.state.running >= self.state.concurrency else 1
-        return (0 if self.verdict.starts else 1, len(self.misses), short, self.cost, -self.score)
+        starts = 0 if self.verdict.starts else 1
+        if self.cost_objective:
+            return (starts, len(self.misses), short, -self.score, self.cost)
+        return (starts, len(self.misses), short, self.cost, -self.score)
 
 
 def _fixed(decisions: dict[str, Decision], name: str) -> bool:
@@ -115,7 +119,23 @@ def _evaluate(resolved: Resolved, engine: EngineConfig, workload: Workload, cost
                 workload, ttft_s=per.ttft_s, ttft_p99_s=per.ttft_s, tpot_s=per.tpot_s, e2e_s=per.e2e_s
             )
         score = _objective(workload, state, engine)
-    return Candidate(engine, memory, verdict, state, misses, cost, score)
+        if workload.objective == "cost":
+            score = -cost_per_mtok(resolved, engine, state.output_tok_s)
+    return Candidate(
+        engine, memory, verdict, state, misses, cost, score, cost_objective=workload.objective == "cost"
+    )
+
+
+def cost_per_mtok(resolved: Resolved, engine: EngineConfig, output_tok_s: float) -> float:
+    """$ per million output tokens of this engine at `output_tok_s` (all replicas it spans). Without a
+    price, GPU-hours per million tokens: the same order between candidates on one GPU type."""
+    from ..facts.prices import gpu_price
+    from .cost import usd_per_million_tokens
+
+    price = gpu_price(resolved.gpu, resolved.profile.cost)
+    usd_h = (price.usd_per_gpu_hour if price else 1.0) * engine.total_gpus
+    per_m = usd_per_million_tokens(usd_h, output_tok_s)
+    return per_m if per_m is not None else math.inf
 
 
 def _little(sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload: Workload) -> int:

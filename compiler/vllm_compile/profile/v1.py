@@ -182,6 +182,19 @@ class DeploySpec(_Section):
     shm_size: str = "16g"
 
 
+class CostSpec(_Section):
+    """GPU prices over the built-in table; in a base profile (`extends`) for a whole repository."""
+
+    usd_per_gpu_hour: float | None = Field(
+        None, gt=0, description="This deployment's GPU price, USD per GPU-hour (overrides the table)."
+    )
+    prices: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="USD per GPU-hour by GPU name or alias (e.g. {H100: 2.1}); used by `recommend` too.",
+    )
+    source: str | None = Field(None, description="Where the override comes from (a contract, a quote).")
+
+
 class Profile(_Section):
     """One vLLM deployment."""
 
@@ -200,3 +213,4 @@ class Profile(_Section):
     vllm: VllmSpec = Field(default_factory=VllmSpec)
     policy: PolicySpec = Field(default_factory=PolicySpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
+    cost: CostSpec = Field(default_factory=CostSpec)
