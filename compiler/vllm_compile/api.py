@@ -85,6 +85,41 @@ def plan_resolved(resolved: Resolved) -> Plan:
     )
 
 
+DEFAULT_RECOMMEND_GPUS = ("H100", "H200", "A100 80GB", "L40S", "MI300X", "L4", "B200")
+
+
+def recommend_gpus(
+    profile_data: dict[str, Any],
+    *,
+    gpus_available: Sequence[str] | None = None,
+    counts: Sequence[int] | None = None,
+    quantizations: Sequence[str | None] = (None, "fp8"),
+    kv_dtypes: Sequence[str] = ("auto", "fp8"),
+) -> list[Any]:
+    """Rank GPU type x count x TP/PP x quantization x KV dtype x replicas for the profile's model and
+    workload by $ per million output tokens (passes.gpu_recommend). `profile_data` needs `model.id`;
+    its hardware section is replaced per layout. Returns passes.gpu_recommend.Row, ranked."""
+    from .facts.gpus import resolve_gpu
+    from .passes.gpu_recommend import GPU_COUNTS, search_gpus
+
+    names = list(gpus_available or DEFAULT_RECOMMEND_GPUS)
+    specs = []
+    for name in names:
+        spec = resolve_gpu(name)  # UnknownGpuError (a ValueError) names the closest GPUs
+        if spec.key not in {s.key for s in specs}:
+            specs.append(spec)
+    data = {**profile_data, "hardware": {"gpu_name": specs[0].key}}
+    profile = load_profile_dict(data)
+    base = resolve(profile, "recommend")
+    return search_gpus(
+        base,
+        specs,
+        counts=tuple(counts or GPU_COUNTS),
+        quantizations=tuple(quantizations),
+        kv_dtypes=tuple(kv_dtypes),
+    )
+
+
 # --- the whole job -------------------------------------------------------------------------------
 
 

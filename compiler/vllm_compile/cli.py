@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = {
     "models": "cli_models",
     "detect": "cli_detect",
     "generate": "cli_generate",
+    "recommend": "cli_recommend",
 }
 
 EXIT_CODES = """exit codes:
@@ -30,7 +31,8 @@ COMMANDS = """commands:
   vllm-compile plan ...            plan one deployment from flags (--json, --explain)
   vllm-compile models [--json]     list the built-in model catalog
   vllm-compile detect [--json]     detect local GPUs (NVML, else nvidia-smi)
-  vllm-compile generate ...        write a profile and its artifacts from flags"""
+  vllm-compile generate ...        write a profile and its artifacts from flags
+  vllm-compile recommend ...       rank GPU types and layouts for a workload by $ per million tokens"""
 
 
 def compile_parser() -> argparse.ArgumentParser:
