@@ -53,9 +53,14 @@ def plan_resolved(resolved: Resolved) -> Plan:
 
     engine, decisions = decide_engine(resolved)
     engine, decisions = recommend(resolved, engine, decisions)
+    workload = resolve_workload(resolved.profile.workload)
+    from .passes.capture_sizes import plan_capture
+
+    engine, decisions, graphs = plan_capture(resolved, engine, decisions, workload)
     memory = plan_memory(resolved, engine)
     verdict = judge(resolved, engine, memory)
-    workload = resolve_workload(resolved.profile.workload)
+    if graphs is not None and graphs.warnings and verdict.starts:
+        verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *graphs.warnings]})
     performance = (
         estimate(resolved, engine, memory, workload) if verdict.starts and workload is not None else None
     )
@@ -82,6 +87,7 @@ def plan_resolved(resolved: Resolved) -> Plan:
         performance=performance,
         cluster=cluster,
         cost=cost.model_dump(mode="json") if cost is not None else None,
+        cuda_graphs=graphs.model_dump(mode="json") if graphs is not None else None,
     )
 
 

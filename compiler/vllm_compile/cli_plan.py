@@ -159,6 +159,8 @@ def plan_json(plan: Plan, *, explain: bool = False) -> dict[str, Any]:
         }
     if plan.cost is not None:
         out["cost"] = plan.cost
+    if plan.cuda_graphs is not None:
+        out["cuda_graphs"] = plan.cuda_graphs
     if explain:
         out["decisions"] = {k: json.loads(d.model_dump_json()) for k, d in sorted(plan.decisions.items())}
     return out
@@ -233,6 +235,14 @@ def print_human(plan: Plan, *, explain: bool = False) -> None:
         console.print(
             f"Performance at concurrency {p.concurrency}: TTFT {p.ttft_ms.value:.0f} ms, ITL {p.itl_ms.value:.1f} ms, "
             f"{p.output_tok_s.value:,.0f} output tok/s, {p.request_rps.value:.2f} req/s"
+        )
+    if plan.cuda_graphs is not None:
+        g = plan.cuda_graphs
+        console.print(
+            f"CUDA graphs ({g['mode']}): {len(g['sizes'])} sizes up to {g['max_size']}, {g['graph_gib']:.2f} GiB "
+            f"({g['kv_tokens_traded']:,} KV tokens); {g['coverage']:.0%} of engine steps from a graph, "
+            f"{g['padding_waste']:.0%} padding",
+            markup=False,
         )
     if plan.cost is not None:
         c = plan.cost

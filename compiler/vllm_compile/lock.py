@@ -99,6 +99,8 @@ def build_lock(
         lock["cluster"] = plan.cluster
     if plan.cost is not None:
         lock["cost"] = {"estimate": True, **plan.cost}
+    if plan.cuda_graphs is not None:
+        lock["cuda_graphs"] = plan.cuda_graphs
     if plan.performance is not None:
         lock["performance"] = {"estimate": True, **plan.performance.model_dump(mode="json")}
     return normalise(lock)

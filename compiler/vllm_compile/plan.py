@@ -174,3 +174,4 @@ class Plan(BaseModel):
     performance: PerfEstimate | None = None
     cluster: dict[str, Any] | None = None  # passes.cluster.ClusterPlan, with a request rate or replicas: auto
     cost: dict[str, Any] | None = None  # passes.cost.CostPlan, when the GPU has a price
+    cuda_graphs: dict[str, Any] | None = None  # passes.capture_sizes.CapturePlan (None in eager mode)

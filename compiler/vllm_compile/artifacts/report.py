@@ -68,6 +68,7 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
             "notes": [md(n) for n in p.notes],
         }
     cost = _cost(plan)
+    graphs = _graphs(plan)
     v = plan.verdict
     return {
         "gpu": plan.resolved.gpu.name,
@@ -96,6 +97,7 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
         "assumptions": [md(a) for a in mem.assumptions],
         "perf": perf,
         "cost": cost,
+        "graphs": graphs,
         "settings": settings,
         "command": shlex.join(["vllm", "serve", ctx.model_id, *ctx.argv]),
         "replicas": ctx.replicas,
@@ -124,4 +126,48 @@ def _cost(plan: Plan) -> dict[str, Any] | None:
         "operating_point": md(c["operating_point"]),
         "source": md(c["price_source"]),
         "notes": [md(n) for n in c["notes"]],
+    }
+
+
+def _graphs(plan: Plan) -> dict[str, Any] | None:
+    """CUDA graphs: the sizes, their memory and the KV tokens they take, how much of the workload they serve."""
+    g = plan.cuda_graphs
+    if g is None:
+        return None
+    sizes = g["sizes"]
+    shown = ", ".join(str(s) for s in sizes[:12]) + (f", ... {sizes[-1]}" if len(sizes) > 12 else "")
+    cands = [
+        {
+            "max_size": c["max_size"],
+            "num_sizes": c["num_sizes"],
+            "graph_gib": f"{c['graph_gib']:.2f}",
+            "kv_tokens": f"{c['kv_tokens']:,}",
+            "coverage": f"{c['coverage']:.1%}",
+            "decode_coverage": f"{c['decode_coverage']:.1%}",
+            "padding": f"{c['padding_waste']:.1%}",
+            "itl": f"{c['itl_ms']:.1f}",
+            "ttft": f"{c['ttft_ms']:.0f}",
+            "tok_s": f"{c['output_tok_s']:,.0f}",
+            "chosen": c["max_size"] == g["max_size"],
+        }
+        for c in g["candidates"]
+    ]
+    return {
+        "rows": [
+            ("Sizes chosen by", g["mode"]),
+            ("cudagraph_mode (release default, not decided)", g["cudagraph_mode"]),
+            ("Captured sizes", f"{len(sizes)}: {shown}"),
+            ("Graph memory (binding GPU, GiB)", f"{g['graph_gib']:.2f}"),
+            ("KV tokens the graphs take", f"{g['kv_tokens_traded']:,}"),
+            ("Engine steps served by a graph (coverage)", f"{g['coverage']:.1%}"),
+            ("Decode steps served by a graph", f"{g['decode_coverage']:.1%}"),
+            ("Padding waste (padded tokens computed for nothing)", f"{g['padding_waste']:.1%}"),
+            (
+                "Tokens per engine step, p50 / p99 (simulated)",
+                f"{g['step_tokens_p50']} / {g['step_tokens_p99']}",
+            ),
+        ],
+        "reason": md(g["reason"]),
+        "runner_up": g["runner_up"],
+        "candidates": cands,
     }

@@ -13,6 +13,7 @@ prints the per-entry errors), never to fit one entry.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -262,6 +263,15 @@ class StepModel:
     graph_max_batch: int  # decode batches above the largest captured size run eager
     engine: str = "V1"  # vLLM engine generation: its host cost per sequence differs
     act_bytes: float = 2.0  # activation element size on the wire (bf16/fp16)
+    # Captured sizes, ascending; a step replaying a graph computes its tokens padded up to the next
+    # captured size (vLLM pads the batch to the graph's size). Empty: padding not modelled.
+    graph_sizes: tuple[int, ...] = ()
+
+    def padded(self, tokens: float) -> float:
+        """Tokens a graph replay computes for a step of `tokens` (itself when no graph serves it)."""
+        if self.eager or not self.graph_sizes or tokens > self.graph_sizes[-1]:
+            return tokens
+        return float(self.graph_sizes[bisect.bisect_left(self.graph_sizes, math.ceil(tokens))])
 
     def step_time(self, decode: float, ctx: float, prefill: float = 0.0, prefill_ctx: float = 0.0) -> float:
         """Seconds per engine step (= one token of every decoding request).
@@ -296,7 +306,7 @@ class StepModel:
         # FLOPs one rank does: 2 x active params per token, attention 4 x attn_dim per (query, key).
         # Attention runs in 16 bit whatever the weights are (FlashAttention/FlashInfer on bf16 Q/K/V).
         attn_keys = ctx_mb + p_mb * prefill_ctx
-        gemm = 2 * s.active_params * tokens / tp
+        gemm = 2 * s.active_params * (self.padded(decode + prefill) / pp if self.graph_sizes else tokens) / tp
         attn = 4 * s.attn_dim * s.num_layers * attn_keys / max(1.0, min(tp, s.attn_dim))
         t_cmp = gemm / (COMPUTE_EFF * self.hw.peak) + attn / (COMPUTE_EFF * self.hw.peak16)
         t = max(t_mem, t_cmp)

@@ -114,7 +114,14 @@ class VllmSpec(_Section):
     enforce_eager: bool | Auto = "auto"
     enable_prefix_caching: bool | Auto = "auto"
     enable_chunked_prefill: bool | Auto = "auto"
-    max_cudagraph_capture_size: PositiveInt | Auto = "auto"
+    max_cudagraph_capture_size: PositiveInt | Auto | None = Field(
+        None,
+        description="Largest CUDA graph size; left out: vLLM's default; `auto`: chosen for the workload "
+        "(graph coverage of its decode batches against the KV cache the graphs take).",
+    )
+    cudagraph_capture_sizes: list[PositiveInt] | None = Field(
+        None, description="Explicit CUDA graph sizes (validated: sorted, within the batch limits)."
+    )
     kv_cache_memory_bytes: PositiveInt | None = None
     num_gpu_blocks_override: PositiveInt | None = None
     cpu_offload_gb: float = Field(0.0, ge=0)
