@@ -37,9 +37,12 @@ def load_profile_dict(data: dict[str, Any]) -> Profile:
     return profile_from_dict(data)
 
 
-def plan_profile(profile: Profile, *, name: str = "profile", locked: ModelFacts | None = None) -> Plan:
-    """Resolve the facts a profile names and run every planning pass."""
-    return plan_resolved(resolve(profile, name, locked_model=locked))
+def plan_profile(
+    profile: Profile, *, name: str = "profile", locked: ModelFacts | None = None, base_dir: Path | None = None
+) -> Plan:
+    """Resolve the facts a profile names and run every planning pass. `base_dir`: the profile's folder,
+    where relative files it names (`workload.trace`) are read from (default: the working directory)."""
+    return plan_resolved(resolve(profile, name, locked_model=locked, base_dir=base_dir))
 
 
 def plan_resolved(resolved: Resolved) -> Plan:
@@ -49,11 +52,11 @@ def plan_resolved(resolved: Resolved) -> Plan:
     from .passes.policy import judge
     from .passes.recommend import recommend, validate
     from .passes.settings import decide_engine
-    from .passes.workload import resolve_workload
+    from .passes.workload import workload_of
 
     engine, decisions = decide_engine(resolved)
     engine, decisions = recommend(resolved, engine, decisions)
-    workload = resolve_workload(resolved.profile.workload)
+    workload = workload_of(resolved)
     from .passes.capture_sizes import plan_capture
 
     engine, decisions, graphs = plan_capture(resolved, engine, decisions, workload)
@@ -101,6 +104,7 @@ def recommend_gpus(
     counts: Sequence[int] | None = None,
     quantizations: Sequence[str | None] = (None, "fp8"),
     kv_dtypes: Sequence[str] = ("auto", "fp8"),
+    base_dir: Path | None = None,
 ) -> list[Any]:
     """Rank GPU type x count x TP/PP x quantization x KV dtype x replicas for the profile's model and
     workload by $ per million output tokens (passes.gpu_recommend). `profile_data` needs `model.id`;
@@ -116,7 +120,7 @@ def recommend_gpus(
             specs.append(spec)
     data = {**profile_data, "hardware": {"gpu_name": specs[0].key}}
     profile = load_profile_dict(data)
-    base = resolve(profile, "recommend")
+    base = resolve(profile, "recommend", base_dir=base_dir)
     return search_gpus(
         base,
         specs,
@@ -305,7 +309,7 @@ def _compile_one(
     previous = LockFile.read(directory / LOCK_FILE)
     try:
         locked = locked_model(previous) if _facts_need_lock(loaded.profile) else None
-        resolved = resolve(loaded.profile, loaded.name, locked_model=locked)
+        resolved = resolve(loaded.profile, loaded.name, locked_model=locked, base_dir=path.parent)
     except ResolveError as exc:
         item.diagnostics = [Diagnostic(*loaded.position(exc.path), "resolve", str(exc))]
         return item

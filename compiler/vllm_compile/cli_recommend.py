@@ -184,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
             counts=args.gpu_counts,
             quantizations=list(dict.fromkeys(quants)),
             kv_dtypes=list(dict.fromkeys(args.kv_cache_dtype)),
+            base_dir=Path(args.profile).parent if args.profile else None,
         )
     except DiagnosticError as exc:
         for d in exc.diagnostics:

@@ -54,6 +54,7 @@ def inputs_sha256(profile_data: dict[str, Any], resolved: Resolved) -> str:
                 "gpu": resolved.gpu.model_dump(mode="json"),
                 "vllm": resolved.vllm.model_dump(mode="json"),
                 "gpu_prices": price_table_version(),
+                "trace": resolved.trace.sha256 if resolved.trace is not None else None,
             }
         )
     )

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .facts.gpu_spec import GpuSpec
 from .facts.model_facts import ModelFacts
+from .facts.trace import Trace
 from .facts.vllm_version import VllmVersion
 from .profile.v1 import Profile
 
@@ -28,6 +29,7 @@ class Resolved(BaseModel):
     model: ModelFacts
     gpu: GpuSpec
     vllm: VllmVersion
+    trace: Trace | None = None  # workload.trace, read at resolve time
 
 
 class Decision(BaseModel):
@@ -159,6 +161,8 @@ class PerfEstimate(BaseModel):
     replicas: int | None = None  # cluster plan: replicas needed for the request rate
     slo_met: bool | None = None
     notes: list[str] = Field(default_factory=list)
+    # p50/p90/p99 over the simulated requests: ttft_ms_*, itl_ms_* (per-request TPOT), e2e_s_*
+    percentiles: dict[str, float] = Field(default_factory=dict)
 
 
 class Plan(BaseModel):

@@ -61,6 +61,7 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
                 ("Total throughput (tok/s)", _range(p.total_tok_s, 0)),
                 ("Requests per second", _range(p.request_rps, 2)),
                 ("End-to-end latency (s)", _range(p.e2e_latency_s, 2)),
+                *_percentile_rows(p.percentiles),
             ],
             "replicas": p.replicas,
             "slo_met": p.slo_met,
@@ -171,3 +172,17 @@ def _graphs(plan: Plan) -> dict[str, Any] | None:
         "runner_up": g["runner_up"],
         "candidates": cands,
     }
+
+
+def _percentile_rows(pct: dict[str, float]) -> list[tuple[str, str]]:
+    """p50 / p90 / p99 over the simulated requests (length distributions, arrivals, burstiness)."""
+    rows = []
+    for key, label, digits in (
+        ("ttft_ms", "TTFT p50 / p90 / p99 (ms, simulated)", 0),
+        ("itl_ms", "ITL p50 / p90 / p99 (ms, simulated, per-request TPOT)", 2),
+        ("e2e_s", "End-to-end p50 / p90 / p99 (s, simulated)", 2),
+    ):
+        values = [pct.get(f"{key}_p{q}") for q in (50, 90, 99)]
+        if all(v is not None for v in values):
+            rows.append((label, " / ".join(f"{v:.{digits}f}" for v in values)))
+    return rows

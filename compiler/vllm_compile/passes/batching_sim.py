@@ -82,6 +82,11 @@ def p99(xs: list[float]) -> float:
     return _pct(xs, 0.99)
 
 
+def percentile(xs: list[float], q: float) -> float:
+    """The nearest-rank q-quantile (0 < q <= 1) of `xs` (0 for an empty list)."""
+    return _pct(xs, q)
+
+
 def poisson_arrivals(n: int, rate: float, seed: int = 0) -> list[float]:
     """Seeded exponential gaps (vLLM bench serve's default, burstiness 1): deterministic output."""
     rng = random.Random(seed)

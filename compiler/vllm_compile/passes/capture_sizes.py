@@ -29,8 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..facts.vllm_versions import capture_ceiling, cudagraph_capture_sizes
 from ..plan import Decision, EngineConfig, Resolved
 from ..units import GIB, stable_float
-from .batching_sim import mean, poisson_arrivals, simulate
+from .batching_sim import mean, simulate
 from .workload import Workload
+from .workload_sample import requests
 
 SIM_REQUESTS = 160  # requests simulated per candidate (the first 20% are warm-up)
 POWERS = (8, 16, 32, 64, 128, 256, 512, 1024)
@@ -119,15 +120,15 @@ def _histogram(
     from .perf import _budget
 
     hist: Hist = {}
-    n = SIM_REQUESTS
-    prompts = [int(round(workload.prompt.mean))] * n
-    gens = [int(round(workload.gen.mean))] * n
     if workload.request_rate is not None:
         replicas = resolved.profile.deploy.replicas
         per = workload.request_rate / (replicas if isinstance(replicas, int) else 1)
-        arrivals, cap = poisson_arrivals(n, per, seed=0), None
+        prompts, gens, arrivals = requests(workload, SIM_REQUESTS, per)
+        cap = None
     else:
-        arrivals, cap = None, workload.concurrency or 1
+        prompts, gens, arrivals = requests(workload, SIM_REQUESTS, None)
+        cap = workload.concurrency or 1
+    n = len(prompts)
     res = simulate(
         sm,
         prompts=prompts,

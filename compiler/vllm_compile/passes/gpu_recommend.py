@@ -25,7 +25,7 @@ from ..facts.prices import GpuPrice, gpu_price
 from ..plan import Resolved
 from ..profile.v1 import Profile
 from ..units import stable_float
-from .workload import Workload, resolve_workload
+from .workload import Workload, workload_of
 
 GPU_COUNTS = (1, 2, 4, 8)
 MAX_REPLICAS = 256  # beyond this a layout is not a sensible purchase; reported as such
@@ -210,6 +210,7 @@ def plan_layout(base: Resolved, gpu: GpuSpec, layout: Layout, workload: Workload
         "replicas": replicas,
         "total_gpus": replicas * engine.total_gpus,
         "ttft_ms": stable_float(perf.ttft_ms.value),
+        "ttft_p99_ms": perf.percentiles.get("ttft_ms_p99"),
         "itl_ms": stable_float(perf.itl_ms.value),
         "fleet_output_tok_s": stable_float(fleet_tok),
         "headroom": stable_float(headroom) if headroom is not None else None,
@@ -280,7 +281,7 @@ def search_gpus(
     kv_dtypes: tuple[str, ...] = ("auto", "fp8"),
 ) -> list[Row]:
     """Every layout of every GPU, planned and ranked."""
-    workload = workload or resolve_workload(base.profile.workload)
+    workload = workload or workload_of(base)
     checkpoint_quantized = base.model.quantization is not None
     quants = (None,) if checkpoint_quantized else quantizations
     rows: list[Row] = []

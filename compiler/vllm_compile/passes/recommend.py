@@ -25,7 +25,7 @@ from .memory import plan_memory
 from .perf import _steady, kv_limit, slo_check, step_model
 from .policy import judge
 from .settings import with_capture_sizes
-from .workload import Workload, resolve_workload
+from .workload import Workload, workload_of
 
 DESKTOP_MAX_UTILIZATION = 0.95  # a desktop GPU also drives a display: its compositor needs headroom
 
@@ -288,7 +288,7 @@ def recommend(
     resolved: Resolved, engine: EngineConfig, decisions: dict[str, Decision], workload: Workload | None = None
 ) -> tuple[EngineConfig, dict[str, Decision]]:
     """Search the settings the profile left to us; return the engine and the updated decisions."""
-    workload = workload or resolve_workload(resolved.profile.workload)
+    workload = workload or workload_of(resolved)
     best, evaluated = search(resolved, engine, decisions, workload)
     out = dict(decisions)
     why = f"{workload.objective} objective for the {workload.name} workload: {_describe(best)}"
@@ -333,7 +333,7 @@ def validate(
 ) -> list[str]:
     """Warnings where a choice is risky, each with what would fix it."""
     gpu, hw = resolved.gpu, resolved.profile.hardware
-    workload = workload or resolve_workload(resolved.profile.workload)
+    workload = workload or workload_of(resolved)
     out: list[str] = []
     if gpu.desktop and engine.gpu_memory_utilization > DESKTOP_MAX_UTILIZATION:
         out.append(

@@ -80,13 +80,23 @@ class SloSpec(_Section):
     ttft_ms_p99: float | None = Field(None, gt=0)
     itl_ms: float | None = Field(None, gt=0, description="Inter-token latency (TPOT) target, ms.")
     e2e_s: float | None = Field(None, gt=0)
+    ttft_ms_p90: float | None = Field(None, gt=0)
+    itl_ms_p90: float | None = Field(None, gt=0, description="p90 over requests of their TPOT, ms.")
+    itl_ms_p99: float | None = Field(None, gt=0)
 
 
 class Distribution(_Section):
-    mean: float = Field(gt=0)
+    mean: float | None = Field(None, gt=0, description="Mean tokens; from the histogram when it is given.")
     p50: float | None = Field(None, gt=0)
+    p90: float | None = Field(None, gt=0)
     p99: float | None = Field(None, gt=0)
     max: float | None = Field(None, gt=0)
+    histogram: (
+        list[Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2, max_length=2)]] | None
+    ) = Field(
+        None,
+        description="[[tokens, share], ...]: lengths and their share of requests (shares are normalised).",
+    )
 
 
 class WorkloadSpec(_Section):
@@ -100,6 +110,16 @@ class WorkloadSpec(_Section):
     )
     objective: Literal["throughput", "latency", "balanced", "cost"] | None = None
     slo: SloSpec | None = None
+    burstiness: float | None = Field(
+        None,
+        gt=0,
+        description="Arrival burstiness as vLLM bench serve's: 1 Poisson, < 1 burstier (gamma gaps).",
+    )
+    trace: str | None = Field(
+        None,
+        description="CSV of arrivals and lengths (timestamp, prompt_tokens, output_tokens), relative to the profile; "
+        "sets the lengths and the request rate.",
+    )
 
 
 class VllmSpec(_Section):
