@@ -95,3 +95,19 @@ def test_cli_rejects_an_unknown_gpu_with_exit_2(capsys) -> None:
     code = main(["recommend", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpus-available", "H1000"])
     assert code == 2
     assert "unknown GPU" in capsys.readouterr().err
+
+
+def test_workload_shape_flags_reach_the_profile() -> None:
+    import argparse
+
+    from vllm_compile.cli_recommend import profile_data, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["recommend", "--model", "m/x", "--trace", "t.csv", "--burstiness", "0.5", "--slo-itl-p99-ms", "30",
+         "--slo-ttft-p90-ms", "800", "--objective", "cost"]
+    )  # fmt: skip
+    w = profile_data(args)["workload"]
+    assert w["trace"] == "t.csv" and w["burstiness"] == 0.5 and w["objective"] == "cost"
+    assert w["slo"] == {"itl_ms_p99": 30.0, "ttft_ms_p90": 800.0}

@@ -97,6 +97,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--slo-ttft-ms", type=_positive, default=_SUPPRESS, help="TTFT p50 target, ms")
     w.add_argument("--slo-ttft-p99-ms", type=_positive, default=_SUPPRESS, help="TTFT p99 target, ms")
     w.add_argument("--slo-e2e-s", type=_positive, default=_SUPPRESS, help="end-to-end latency target, s")
+    w.add_argument("--slo-ttft-p90-ms", type=_positive, default=_SUPPRESS, help="TTFT p90 target, ms")
+    w.add_argument("--slo-itl-p90-ms", type=_positive, default=_SUPPRESS, help="ITL p90 target, ms")
+    w.add_argument("--slo-itl-p99-ms", type=_positive, default=_SUPPRESS, help="ITL p99 target, ms")
+    w.add_argument("--burstiness", type=_positive, default=_SUPPRESS, help="1 Poisson, < 1 burstier arrivals")
+    w.add_argument("--trace", default=_SUPPRESS, metavar="CSV", help="arrivals and lengths to replay")
+    w.add_argument("--objective", default=_SUPPRESS, choices=["throughput", "latency", "balanced", "cost"])
     parser.add_argument(
         "--prices", metavar="FILE", default=None, help="YAML mapping of GPU name -> USD per GPU-hour"
     )
@@ -113,8 +119,13 @@ _SLO_FLAGS = {
     "slo_ttft_ms": "ttft_ms_p50",
     "slo_ttft_p99_ms": "ttft_ms_p99",
     "slo_e2e_s": "e2e_s",
+    "slo_ttft_p90_ms": "ttft_ms_p90",
+    "slo_itl_p90_ms": "itl_ms_p90",
+    "slo_itl_p99_ms": "itl_ms_p99",
 }
-_WORKLOAD_FLAGS = ("preset", "prompt_tokens", "gen_tokens", "concurrency", "request_rate")
+_WORKLOAD_FLAGS = (
+    "preset", "prompt_tokens", "gen_tokens", "concurrency", "request_rate", "burstiness", "trace", "objective",
+)  # fmt: skip
 
 
 def profile_data(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,7 +254,9 @@ def print_table(rows: list[Any], top: int, data: dict[str, Any]) -> None:
     console = Console(highlight=False, width=220)
     w = data.get("workload", {})
     load = (
-        f"{w['request_rate']:g} req/s"
+        f"trace {w['trace']}"
+        if w.get("trace")
+        else f"{w['request_rate']:g} req/s"
         if w.get("request_rate")
         else f"concurrency {w.get('concurrency', 'preset')}"
     )
