@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from functools import lru_cache
 
 from .batching_sim import poisson_arrivals
 from .workload import Lengths, Workload
@@ -37,9 +38,17 @@ def quantile(lengths: Lengths, q: float) -> float:
 
 def draw_lengths(lengths: Lengths, n: int, seed: int) -> list[int]:
     """`n` lengths at evenly spaced quantiles, in a seeded order."""
+    return list(_drawn(lengths, n, seed))
+
+
+@lru_cache(maxsize=256)
+def _drawn(lengths: Lengths, n: int, seed: int) -> tuple[int, ...]:
+    # Cached: the recommender and the cluster bisection draw the same workload's lengths many times.
+    if lengths.p50 == lengths.p99 == lengths.max and not lengths.histogram:
+        return (max(1, int(round(lengths.p50))),) * n
     values = [max(1, int(round(quantile(lengths, (i + 0.5) / n)))) for i in range(n)]
     random.Random(seed).shuffle(values)
-    return values
+    return tuple(values)
 
 
 def arrivals(n: int, rate: float, burstiness: float = 1.0, seed: int = 0) -> list[float]:
