@@ -111,3 +111,14 @@ def test_workload_shape_flags_reach_the_profile() -> None:
     w = profile_data(args)["workload"]
     assert w["trace"] == "t.csv" and w["burstiness"] == 0.5 and w["objective"] == "cost"
     assert w["slo"] == {"itl_ms_p99": 30.0, "ttft_ms_p90": 800.0}
+
+
+def test_an_unwritable_profile_path_is_exit_2(tmp_path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(
+        ["recommend", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192",
+         "--gpus-available", "H100", "--gpu-counts", "1", "--quantization", "none", "--kv-cache-dtype", "auto",
+         "--write-profile", str(blocker / "w.yaml")]
+    )  # fmt: skip
+    assert code == 2 and "cannot write" in capsys.readouterr().err

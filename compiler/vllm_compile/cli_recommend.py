@@ -207,7 +207,13 @@ def run(args: argparse.Namespace) -> int:
     winner = next((r for r in rows if r.starts and r.slo_met is not False), None)
     if args.write_profile and winner is not None:
         path = Path(args.write_profile)
-        path.write_text(winner_profile_text(data, winner, path), encoding="utf-8")
+        try:
+            from .write import Change, apply_changes
+
+            apply_changes([Change(path, None, winner_profile_text(data, winner, path))])
+        except OSError as exc:
+            print(f"vllm-compile recommend: cannot write {path}: {exc}", file=sys.stderr)
+            return ExitCode.INVALID
     if args.json:
         print(json.dumps(rows_json(rows), indent=2, sort_keys=True, ensure_ascii=False))
     else:
