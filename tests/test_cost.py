@@ -108,3 +108,18 @@ def test_cost_objective_picks_the_cheapest_tokens_among_candidates_that_meet_the
     ]
     best_cost = cost_per_mtok(resolved, best.engine, best.state.output_tok_s)
     assert all(best_cost <= cost_per_mtok(resolved, c.engine, c.state.output_tok_s) + 1e-9 for c in ok)
+
+
+def test_a_saturated_fleet_is_said_so() -> None:
+    data = {
+        "profile_version": 1,
+        "model": {"id": "meta-llama/Llama-3.1-8B-Instruct", "max_model_len": 8192},
+        "hardware": {"gpu_name": "L4"},
+        "workload": {"prompt_tokens": 2000, "gen_tokens": 300, "request_rate": 50},
+    }
+    plan = plan_profile(load_profile_dict(data))
+    assert plan.cost is not None
+    assert any("saturated fleet" in n for n in plan.cost["notes"])
+    data["deploy"] = {"replicas": "auto"}
+    sized = plan_profile(load_profile_dict(data))
+    assert sized.cost is not None and not any("saturated" in n for n in sized.cost["notes"])

@@ -101,6 +101,15 @@ def plan_cost(
         price, gpus_per_replica=per_replica, replicas=replicas, fleet_tok_s=tok_s, operating_point=point
     )
     notes = ["performance figures are estimates: so is the cost per token"]
+    rate = resolved.profile.workload.request_rate or (resolved.trace.request_rate if resolved.trace else None)
+    served = (
+        float(cluster["cluster_rps"]) if cluster is not None else performance.request_rps.value * replicas
+    )
+    if rate and served < 0.9 * rate:
+        notes.append(
+            f"the fleet serves {served:.2f} of the {rate:g} req/s offered: this is the cost of a saturated fleet, "
+            "not of the workload (deploy.replicas: auto sizes it for the rate)"
+        )
     if price.estimate:
         notes.append(f"price is an estimate ({price.offer}; {price.source})")
     return plan.model_copy(update={"notes": notes})
