@@ -194,6 +194,68 @@ def _err(pred: float, obs: float | None) -> float | None:
     return None if obs in (None, 0) else (pred - obs) / obs
 
 
+# The oldest vLLM release the planner targets (facts/vllm_versions.py): older entries stay out of the summary.
+OLDEST = (0, 8, 5)
+
+
+def _version3(v: Any) -> tuple[int, int, int] | None:
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", str(v or ""))
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
+
+
+def _family(gpu_class: Any) -> str:
+    text = str(gpu_class or "")
+    for fam in ("H100 PCIe", "H100", "H200", "B200", "A100", "MI300X", "MI355X", "MI325X", "L40S", "L4"):
+        if fam in text:
+            return fam
+    return text[:20] or "unknown"
+
+
+def _in_range(err: float | None, metric: str) -> bool | None:
+    """Does the estimate's range (perf.UNCERTAINTY) contain the measured value?"""
+    if err is None:
+        return None
+    from vllm_compile.passes.perf import UNCERTAINTY
+
+    u = UNCERTAINTY["itl" if metric == "tpot" else metric]
+    pred_over_obs = 1 + err
+    if metric == "throughput":  # range pred/(1+u) .. pred/(1-u)
+        return 1 - u <= pred_over_obs <= 1 + u if u < 1 else True
+    return 1 / (1 + u) <= pred_over_obs <= (1 / (1 - u) if u < 1 else float("inf"))
+
+
+def _sel_ttft(r: dict[str, Any]) -> bool:
+    return r["concurrency"] <= 4 and not r["ttft_caveat"]
+
+
+METRICS = (
+    ("ITL/TPOT", "tpot_err", lambda r: True, 10),
+    ("output throughput", "thr_err", lambda r: True, 10),
+    ("TTFT, conc <= 4", "ttft_err", _sel_ttft, 15),
+)
+_METRIC_NAME = {"tpot_err": "tpot", "thr_err": "throughput", "ttft_err": "ttft"}
+
+
+def _stats_list(xs: list[float], ins: list[bool] | None = None) -> str:
+    if not xs:
+        return "n/a"
+    a = sorted(abs(x) for x in xs)
+    p80 = a[min(len(a) - 1, max(0, -(-8 * len(a) // 10) - 1))]
+    inside = f", range {sum(ins) / len(ins):.0%}" if ins else ""
+    return f"{statistics.median(a) * 100:.1f}% / p80 {p80 * 100:.1f}% (n={len(a)}{inside})"
+
+
+def _stats(rows: list[dict[str, Any]], key: str, sel) -> str:
+    picked = [r for r in rows if r[key] is not None and sel(r)]
+    ins = [bool(_in_range(r[key], _METRIC_NAME[key])) for r in picked]
+    return _stats_list([r[key] for r in picked], ins)
+
+
+def _med_n(rows: list[dict[str, Any]], key: str, sel) -> str:
+    xs = [abs(r[key]) for r in rows if r[key] is not None and sel(r)]
+    return f"{statistics.median(xs) * 100:.0f}% ({len(xs)})" if xs else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -214,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append(o["id"])
             continue
         r["quality"] = o.get("setup_quality")
+        v3 = _version3(o.get("vllm_version"))
+        r["release"] = f"{v3[0]}.{v3[1]}" if v3 else "not stated"
+        r["in_scope"] = v3 is None or v3 >= OLDEST
+        r["family"] = _family(o.get("gpu_class"))
         # Throughput: output tok/s where stated, else total tok/s (same relative error on fixed lengths);
         # end-to-end batch latency for benchmark_latency (1 / throughput of that batch).
         p, ob = r["pred"], r["obs"]
@@ -249,24 +315,33 @@ def main(argv: list[str] | None = None) -> int:
             f"{tt:>19}{mark} {f(r['ttft_err']):>6} | {f(r['thr_err']):>7}"
         )
     ctrl = [r for r in rows if r["quality"] == "controlled"]
-
-    def med(xs: list[float]) -> str:
-        return f"{statistics.median(abs(x) for x in xs) * 100:.1f}% (n={len(xs)})" if xs else "n/a"
-
-    tpot = [r["tpot_err"] for r in ctrl if r["tpot_err"] is not None]
-    thr = [r["thr_err"] for r in ctrl if r["thr_err"] is not None]
-    ttft_all = [r["ttft_err"] for r in ctrl if r["ttft_err"] is not None and r["concurrency"] <= 4]
-    ttft = [
-        r["ttft_err"]
-        for r in ctrl
-        if r["ttft_err"] is not None and r["concurrency"] <= 4 and not r["ttft_caveat"]
-    ]
+    scope = [r for r in ctrl if r["in_scope"]]
     print()
-    print("summary over controlled entries (median absolute error):")
-    print(f"  ITL/TPOT            {med(tpot):>16}   target <= 20%")
-    print(f"  output throughput   {med(thr):>16}   target <= 20%")
-    print(f"  TTFT, conc <= 4     {med(ttft):>16}   target <= 30%   (* prefix-cache caveat excluded)")
-    print(f"  TTFT, conc <= 4, incl. cache-caveat entries {med(ttft_all)}")
+    print(
+        f"summary over controlled entries from vLLM >= {OLDEST[0]}.{OLDEST[1]}.{OLDEST[2]} (the oldest release "
+        f"the planner targets; {len(ctrl) - len(scope)} older entries left out) - median / p80 absolute error, "
+        "share of entries inside the estimate's range:"
+    )
+    for label, key, sel, target in METRICS:
+        print(
+            f"  {label:22} {_stats(scope, key, sel):>44}   target: median <= {target}%, p80 <= 25%, range >= 80%"
+        )
+    print("  the same over every controlled entry (older releases included):")
+    for label, key, sel, _ in METRICS:
+        print(f"  {label:22} {_stats(ctrl, key, sel):>44}")
+    ttft_all = [r["ttft_err"] for r in scope if r["ttft_err"] is not None and r["concurrency"] <= 4]
+    print(f"  TTFT, conc <= 4, incl. cache-caveat entries: {_stats_list(ttft_all)}")
+    for title, keyf in (("GPU family", lambda r: r["family"]), ("vLLM release", lambda r: r["release"])):
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in ctrl:
+            groups.setdefault(keyf(r), []).append(r)
+        print()
+        print(f"by {title} (controlled entries; median abs. error, n):")
+        print(f"  {title:28} {'ITL/TPOT':>16} {'throughput':>16} {'TTFT conc<=4':>16}")
+        for name in sorted(groups):
+            g = groups[name]
+            cells = [_med_n(g, key, sel) for _, key, sel, _ in METRICS]
+            print(f"  {name:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
     print(f"  skipped (model or GPU not in the reference set, or lengths unstated): {len(skipped)}")
     for s in skipped:
         print(f"    {s}")

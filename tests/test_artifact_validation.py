@@ -173,7 +173,7 @@ def test_bundled_profiles_render_valid_artifacts(path: Path, tmp_path: Path) -> 
     from vllm_compile.profile.loader import load_profile
 
     loaded = load_profile(path)
-    plan = api.plan_profile(loaded.profile, name=loaded.name)
+    plan = api.plan_profile(loaded.profile, name=loaded.name, base_dir=path.parent)
     files = render_artifacts(plan, [t for t in TARGETS if t != "lws" or plan.engine.gpus_per_replica > 8])
     version = plan.resolved.vllm.version
     argv = checks.serve_argv(files["serve.sh"])

@@ -38,9 +38,12 @@ def load_profile_dict(data: dict[str, Any]) -> Profile:
     return profile_from_dict(data)
 
 
-def plan_profile(profile: Profile, *, name: str = "profile", locked: ModelFacts | None = None) -> Plan:
-    """Resolve the facts a profile names and run every planning pass."""
-    return plan_resolved(resolve(profile, name, locked_model=locked))
+def plan_profile(
+    profile: Profile, *, name: str = "profile", locked: ModelFacts | None = None, base_dir: Path | None = None
+) -> Plan:
+    """Resolve the facts a profile names and run every planning pass. `base_dir`: the profile's folder,
+    where relative files it names (`workload.trace`) are read from (default: the working directory)."""
+    return plan_resolved(resolve(profile, name, locked_model=locked, base_dir=base_dir))
 
 
 def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
@@ -54,11 +57,15 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
     from .passes.policy import judge
     from .passes.recommend import recommend, validate
     from .passes.settings import decide_engine
-    from .passes.workload import resolve_workload
+    from .passes.workload import workload_of
 
     engine, decisions = decide_engine(resolved)
     decisions = annotate_decisions(resolved, decisions)
     engine, decisions = recommend(resolved, engine, decisions)
+    workload = workload_of(resolved)
+    from .passes.capture_sizes import plan_capture
+
+    engine, decisions, graphs = plan_capture(resolved, engine, decisions, workload)
     memory = plan_memory(resolved, engine)
     used = None
     if calibration:
@@ -77,7 +84,8 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
             memory, applied = apply_calibration(resolved, engine, memory, record, files[id(record)])
             used = [applied]
     verdict = with_unmodelled(resolved, judge(resolved, engine, memory))
-    workload = resolve_workload(resolved.profile.workload)
+    if graphs is not None and graphs.warnings and verdict.starts:
+        verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *graphs.warnings]})
     performance = (
         estimate(resolved, engine, memory, workload) if verdict.starts and workload is not None else None
     )
@@ -92,6 +100,9 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
         from .passes.cluster import plan_cluster
 
         cluster = plan_cluster(resolved, engine, memory, workload).model_dump(mode="json")
+    from .passes.cost import plan_cost
+
+    cost = plan_cost(resolved, engine, performance, cluster)
     plan = Plan(
         resolved=resolved,
         engine=engine,
@@ -101,11 +112,49 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
         performance=performance,
         cluster=cluster,
         calibration=used,
+        cost=cost.model_dump(mode="json") if cost is not None else None,
+        cuda_graphs=graphs.model_dump(mode="json") if graphs is not None else None,
     )
     from .passes.speculative_advice import advise
 
     # Proposes speculative decoding where it pays (turns it on if allowed); re-plans with the same records.
     return advise(plan, lambda other: plan_resolved(other, calibration))
+
+
+DEFAULT_RECOMMEND_GPUS = ("H100", "H200", "A100 80GB", "L40S", "MI300X", "L4", "B200")
+
+
+def recommend_gpus(
+    profile_data: dict[str, Any],
+    *,
+    gpus_available: Sequence[str] | None = None,
+    counts: Sequence[int] | None = None,
+    quantizations: Sequence[str | None] = (None, "fp8"),
+    kv_dtypes: Sequence[str] = ("auto", "fp8"),
+    base_dir: Path | None = None,
+) -> list[Any]:
+    """Rank GPU type x count x TP/PP x quantization x KV dtype x replicas for the profile's model and
+    workload by $ per million output tokens (passes.gpu_recommend). `profile_data` needs `model.id`;
+    its hardware section is replaced per layout. Returns passes.gpu_recommend.Row, ranked."""
+    from .facts.gpus import resolve_gpu
+    from .passes.gpu_recommend import GPU_COUNTS, search_gpus
+
+    names = list(gpus_available or DEFAULT_RECOMMEND_GPUS)
+    specs = []
+    for name in names:
+        spec = resolve_gpu(name)  # UnknownGpuError (a ValueError) names the closest GPUs
+        if spec.key not in {s.key for s in specs}:
+            specs.append(spec)
+    data = {**profile_data, "hardware": {"gpu_name": specs[0].key}}
+    profile = load_profile_dict(data)
+    base = resolve(profile, "recommend", base_dir=base_dir)
+    return search_gpus(
+        base,
+        specs,
+        counts=tuple(counts or GPU_COUNTS),
+        quantizations=tuple(quantizations),
+        kv_dtypes=tuple(kv_dtypes),
+    )
 
 
 # --- the whole job -------------------------------------------------------------------------------
@@ -319,7 +368,7 @@ def _compile_one(
     previous = LockFile.read(directory / LOCK_FILE)
     try:
         locked = locked_model(previous) if _facts_need_lock(loaded.profile) else None
-        resolved = resolve(loaded.profile, loaded.name, locked_model=locked)
+        resolved = resolve(loaded.profile, loaded.name, locked_model=locked, base_dir=path.parent)
     except ResolveError as exc:
         item.diagnostics = [Diagnostic(*loaded.position(exc.path), "resolve", str(exc))]
         return item

@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = {
     "generate": "cli_generate",
     "verify": "cli_verify",
     "diff": "cli_diff",
+    "recommend": "cli_recommend",
 }
 
 EXIT_CODES = """exit codes:
@@ -34,7 +35,8 @@ COMMANDS = """commands:
   vllm-compile detect [--json]     detect local GPUs (NVML, else nvidia-smi)
   vllm-compile generate ...        write a profile and its artifacts from flags
   vllm-compile diff [--base REF]   what a change does to every deployment (a pull-request comment)
-  vllm-compile verify LOCK LOG...  compare a lock with what vLLM really did at start-up"""
+  vllm-compile verify LOCK LOG...  compare a lock with what vLLM really did at start-up
+  vllm-compile recommend ...       rank GPU types and layouts for a workload by $ per million tokens"""
 
 
 def compile_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         base, name = _base_profile(args.profile)
         data = profile_from_args(args, base)
-        plan = _plan(data, name)
+        plan = _plan(data, name, Path(args.profile).parent if args.profile else None)
     except DiagnosticError as exc:
         for d in exc.diagnostics:
             print(d.format(), file=sys.stderr)
@@ -58,11 +58,11 @@ def _base_profile(path: str | None) -> tuple[dict[str, Any] | None, str]:
     return loaded.data, loaded.name
 
 
-def _plan(data: dict[str, Any], name: str) -> Plan:
+def _plan(data: dict[str, Any], name: str, base_dir: Path | None = None) -> Plan:
     from . import api
 
     profile = api.load_profile_dict(data)
-    return api.plan_profile(profile, name=name)
+    return api.plan_profile(profile, name=name, base_dir=base_dir)
 
 
 def _weights_total(plan: Plan) -> int:
@@ -156,7 +156,12 @@ def plan_json(plan: Plan, *, explain: bool = False) -> dict[str, Any]:
                     ("e2e_latency_s", p.e2e_latency_s),
                 )
             },
+            "percentiles": p.percentiles,
         }
+    if plan.cost is not None:
+        out["cost"] = plan.cost
+    if plan.cuda_graphs is not None:
+        out["cuda_graphs"] = plan.cuda_graphs
     if explain:
         out["decisions"] = {k: json.loads(d.model_dump_json()) for k, d in sorted(plan.decisions.items())}
     return out
@@ -237,6 +242,31 @@ def print_human(plan: Plan, *, explain: bool = False) -> None:
         console.print(
             f"Performance at concurrency {p.concurrency}: TTFT {p.ttft_ms.value:.0f} ms, ITL {p.itl_ms.value:.1f} ms, "
             f"{p.output_tok_s.value:,.0f} output tok/s, {p.request_rps.value:.2f} req/s"
+        )
+        if p.percentiles:
+            q = p.percentiles
+            console.print(
+                f"  simulated p50/p90/p99: TTFT {q['ttft_ms_p50']:.0f}/{q['ttft_ms_p90']:.0f}/{q['ttft_ms_p99']:.0f} ms, "
+                f"ITL {q['itl_ms_p50']:.1f}/{q['itl_ms_p90']:.1f}/{q['itl_ms_p99']:.1f} ms",
+                markup=False,
+            )
+    if plan.cuda_graphs is not None:
+        g = plan.cuda_graphs
+        console.print(
+            f"CUDA graphs ({g['mode']}): {len(g['sizes'])} sizes up to {g['max_size']}, {g['graph_gib']:.2f} GiB "
+            f"({g['kv_tokens_traded']:,} KV tokens); {g['coverage']:.0%} of engine steps from a graph, "
+            f"{g['padding_waste']:.0%} padding",
+            markup=False,
+        )
+    if plan.cost is not None:
+        c = plan.cost
+        per_m = c["usd_per_million_output_tokens"]
+        console.print(
+            f"Cost (estimate): {c['price']}; ${c['replica_usd_per_hour']:.2f}/hour per replica, "
+            f"${c['fleet_usd_per_hour']:.2f}/hour for {c['replicas']} replica(s); "
+            + (f"[bold]${per_m:.3f} per million output tokens[/]" if per_m is not None else "nothing served")
+            + f" at {c['fleet_output_tok_s']:,.0f} output tok/s",
+            markup=True,
         )
     if explain:
         console.print("[bold]Decisions[/]")

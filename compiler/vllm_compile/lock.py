@@ -14,6 +14,7 @@ from typing import Any
 
 from . import __version__
 from .facts.model_facts import ModelFacts
+from .facts.prices import price_table_version
 from .plan import Plan, Resolved
 from .units import gib
 from .yaml_text import load_yaml, to_yaml
@@ -57,6 +58,8 @@ def inputs_sha256(
                 "vllm": resolved.vllm.model_dump(mode="json"),
                 **({"extra": extra} if extra else {}),
                 **({"draft": resolved.draft.model_dump(mode="json")} if resolved.draft is not None else {}),
+                "gpu_prices": price_table_version(),
+                "trace": resolved.trace.sha256 if resolved.trace is not None else None,
             }
         )
     )
@@ -107,6 +110,10 @@ def build_lock(
         lock["memory"]["features"] = [f.model_dump(mode="json") for f in memory.features]
     if plan.cluster is not None:
         lock["cluster"] = plan.cluster
+    if plan.cost is not None:
+        lock["cost"] = {"estimate": True, **plan.cost}
+    if plan.cuda_graphs is not None:
+        lock["cuda_graphs"] = plan.cuda_graphs
     if plan.performance is not None:
         lock["performance"] = {"estimate": True, **plan.performance.model_dump(mode="json")}
     if plan.calibration:

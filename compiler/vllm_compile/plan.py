@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .facts.drafts import DraftFacts
 from .facts.gpu_spec import GpuSpec
 from .facts.model_facts import ModelFacts
+from .facts.trace import Trace
 from .facts.vllm_version import VllmVersion
 from .profile.v1 import Profile
 
@@ -56,6 +57,7 @@ class Resolved(BaseModel):
     vllm: VllmVersion
     draft: DraftFacts | None = None  # speculative decoding's draft model (facts/drafts.py)
     extra_args: ExtraArgsReport = Field(default_factory=ExtraArgsReport)
+    trace: Trace | None = None  # workload.trace, read at resolve time
 
 
 class Decision(BaseModel):
@@ -198,6 +200,8 @@ class PerfEstimate(BaseModel):
     replicas: int | None = None  # cluster plan: replicas needed for the request rate
     slo_met: bool | None = None
     notes: list[str] = Field(default_factory=list)
+    # p50/p90/p99 over the simulated requests: ttft_ms_*, itl_ms_* (per-request TPOT), e2e_s_*
+    percentiles: dict[str, float] = Field(default_factory=dict)
 
 
 class Plan(BaseModel):
@@ -213,3 +217,5 @@ class Plan(BaseModel):
     performance: PerfEstimate | None = None
     cluster: dict[str, Any] | None = None  # passes.cluster.ClusterPlan, with a request rate or replicas: auto
     calibration: list[dict[str, Any]] | None = None  # repository measurements used (passes.calibration)
+    cost: dict[str, Any] | None = None  # passes.cost.CostPlan, when the GPU has a price
+    cuda_graphs: dict[str, Any] | None = None  # passes.capture_sizes.CapturePlan (None in eager mode)

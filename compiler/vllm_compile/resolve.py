@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .facts.model_facts import ModelFacts
 from .plan import Resolved
 from .profile.v1 import Profile
@@ -16,7 +18,9 @@ class ResolveError(ValueError):
         self.path = path
 
 
-def resolve(profile: Profile, name: str, *, locked_model: ModelFacts | None = None) -> Resolved:
+def resolve(
+    profile: Profile, name: str, *, locked_model: ModelFacts | None = None, base_dir: Path | None = None
+) -> Resolved:
     from .facts.gpus import resolve_gpu
     from .facts.models import resolve_model
     from .facts.vllm_versions import get_vllm_version
@@ -52,8 +56,23 @@ def resolve(profile: Profile, name: str, *, locked_model: ModelFacts | None = No
         except ValueError as exc:
             where = ("vllm", "speculative") if given.vllm.speculative is not None else ("vllm", "extra_args")
             raise ResolveError(where, str(exc)) from exc
+    trace = None
+    if profile.workload.trace:
+        from .facts.trace import read_trace
+
+        try:
+            trace = read_trace(profile.workload.trace, base_dir)
+        except ValueError as exc:
+            raise ResolveError(("workload", "trace"), str(exc)) from exc
     return Resolved(
-        name=name, profile=profile, model=model, gpu=gpu, vllm=version, draft=draft, extra_args=report
+        name=name,
+        profile=profile,
+        model=model,
+        gpu=gpu,
+        vllm=version,
+        draft=draft,
+        extra_args=report,
+        trace=trace,
     )
 
 

@@ -9,4 +9,6 @@ exec vllm serve meta-llama/Llama-3.1-8B-Instruct \
   --served-model-name meta-llama/Llama-3.1-8B-Instruct \
   --port 8000 \
   --max-model-len 8192 \
-  --max-num-batched-tokens 2048
+  --max-num-batched-tokens 2048 \
+  --max-cudagraph-capture-size 8 \
+  --cudagraph-capture-sizes 1 2 4 8

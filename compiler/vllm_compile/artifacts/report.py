@@ -61,12 +61,15 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
                 ("Total throughput (tok/s)", _range(p.total_tok_s, 0)),
                 ("Requests per second", _range(p.request_rps, 2)),
                 ("End-to-end latency (s)", _range(p.e2e_latency_s, 2)),
+                *_percentile_rows(p.percentiles),
             ],
             "replicas": p.replicas,
             "slo_met": p.slo_met,
             "assumptions": [md(a) for a in p.assumptions],
             "notes": [md(n) for n in p.notes],
         }
+    cost = _cost(plan)
+    graphs = _graphs(plan)
     v = plan.verdict
     report = plan.resolved.extra_args
     extra_args = [
@@ -111,6 +114,8 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
         },
         "assumptions": [md(a) for a in mem.assumptions],
         "perf": perf,
+        "cost": cost,
+        "graphs": graphs,
         "settings": settings,
         "command": shlex.join(["vllm", "serve", ctx.model_id, *ctx.argv]),
         "replicas": ctx.replicas,
@@ -145,3 +150,84 @@ def _cluster(cluster: dict[str, Any] | None) -> dict[str, Any] | None:
         ],
         "reasons": [md(r) for r in cluster.get("reasons", [])],
     }
+
+
+def _cost(plan: Plan) -> dict[str, Any] | None:
+    """The cost lines: price and its source, $/hour per replica and fleet, $ per million output tokens."""
+    c = plan.cost
+    if c is None:
+        return None
+    per_m = c["usd_per_million_output_tokens"]
+    return {
+        "rows": [
+            ("GPU price", md(c["price"])),
+            ("Per replica ($/hour)", f"{c['replica_usd_per_hour']:.2f} ({c['gpus_per_replica']} GPU(s))"),
+            (
+                "Fleet ($/hour)",
+                f"{c['fleet_usd_per_hour']:.2f} ({c['replicas']} replica(s), {c['total_gpus']} GPU(s))",
+            ),
+            ("Output tokens/s at the operating point", f"{c['fleet_output_tok_s']:,.0f}"),
+            ("$ per million output tokens", f"{per_m:.3f}" if per_m is not None else "- (nothing served)"),
+        ],
+        "operating_point": md(c["operating_point"]),
+        "source": md(c["price_source"]),
+        "notes": [md(n) for n in c["notes"]],
+    }
+
+
+def _graphs(plan: Plan) -> dict[str, Any] | None:
+    """CUDA graphs: the sizes, their memory and the KV tokens they take, how much of the workload they serve."""
+    g = plan.cuda_graphs
+    if g is None:
+        return None
+    sizes = g["sizes"]
+    shown = ", ".join(str(s) for s in sizes[:12]) + (f", ... {sizes[-1]}" if len(sizes) > 12 else "")
+    cands = [
+        {
+            "max_size": c["max_size"],
+            "num_sizes": c["num_sizes"],
+            "graph_gib": f"{c['graph_gib']:.2f}",
+            "kv_tokens": f"{c['kv_tokens']:,}",
+            "coverage": f"{c['coverage']:.1%}",
+            "decode_coverage": f"{c['decode_coverage']:.1%}",
+            "padding": f"{c['padding_waste']:.1%}",
+            "itl": f"{c['itl_ms']:.1f}",
+            "ttft": f"{c['ttft_ms']:.0f}",
+            "tok_s": f"{c['output_tok_s']:,.0f}",
+            "chosen": c["max_size"] == g["max_size"],
+        }
+        for c in g["candidates"]
+    ]
+    return {
+        "rows": [
+            ("Sizes chosen by", g["mode"]),
+            ("cudagraph_mode (release default, not decided)", g["cudagraph_mode"]),
+            ("Captured sizes", f"{len(sizes)}: {shown}"),
+            ("Graph memory (binding GPU, GiB)", f"{g['graph_gib']:.2f}"),
+            ("KV tokens the graphs take", f"{g['kv_tokens_traded']:,}"),
+            ("Engine steps served by a graph (coverage)", f"{g['coverage']:.1%}"),
+            ("Decode steps served by a graph", f"{g['decode_coverage']:.1%}"),
+            ("Padding waste (padded tokens computed for nothing)", f"{g['padding_waste']:.1%}"),
+            (
+                "Tokens per engine step, p50 / p99 (simulated)",
+                f"{g['step_tokens_p50']} / {g['step_tokens_p99']}",
+            ),
+        ],
+        "reason": md(g["reason"]),
+        "runner_up": g["runner_up"],
+        "candidates": cands,
+    }
+
+
+def _percentile_rows(pct: dict[str, float]) -> list[tuple[str, str]]:
+    """p50 / p90 / p99 over the simulated requests (length distributions, arrivals, burstiness)."""
+    rows = []
+    for key, label, digits in (
+        ("ttft_ms", "TTFT p50 / p90 / p99 (ms, simulated)", 0),
+        ("itl_ms", "ITL p50 / p90 / p99 (ms, simulated, per-request TPOT)", 2),
+        ("e2e_s", "End-to-end p50 / p90 / p99 (s, simulated)", 2),
+    ):
+        values = [pct.get(f"{key}_p{q}") for q in (50, 90, 99)]
+        if all(v is not None for v in values):
+            rows.append((label, " / ".join(f"{v:.{digits}f}" for v in values)))
+    return rows

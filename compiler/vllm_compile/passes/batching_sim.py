@@ -82,6 +82,11 @@ def p99(xs: list[float]) -> float:
     return _pct(xs, 0.99)
 
 
+def percentile(xs: list[float], q: float) -> float:
+    """The nearest-rank q-quantile (0 < q <= 1) of `xs` (0 for an empty list)."""
+    return _pct(xs, q)
+
+
 def poisson_arrivals(n: int, rate: float, seed: int = 0) -> list[float]:
     """Seeded exponential gaps (vLLM bench serve's default, burstiness 1): deterministic output."""
     rng = random.Random(seed)
@@ -104,10 +109,12 @@ def simulate(
     kv_tokens: int,
     cached_prompt_fraction: float = 0.0,
     warmup: int = 0,
+    step_tokens: dict[tuple[int, bool], int] | None = None,
 ) -> SimResult:
     """Run requests through the scheduler. `arrivals` None = all at t=0 (request_rate=inf);
     `max_concurrency` = the client's cap (closed loop when arrivals are all 0). The first `warmup`
-    finished requests are left out of the latency lists."""
+    finished requests are left out of the latency lists. `step_tokens`, when given, counts the engine
+    steps by (tokens scheduled, has a prefill chunk): what CUDA graphs are captured by."""
     n = len(prompts)
     if len(gens) != n or (arrivals is not None and len(arrivals) != n):
         raise ValueError("simulate: prompts, gens and arrivals must have one entry per request")
@@ -173,6 +180,8 @@ def simulate(
             p_tok = sum(c for _, c in chunks)
             p_pos = sum(c * (reqs[i].prefilled + c / 2) for i, c in chunks) / p_tok if p_tok else 0.0
             dt = sm.step_time(d, ctx, p_tok, p_pos)
+            if step_tokens is not None:
+                step_tokens[(d + p_tok, True)] = step_tokens.get((d + p_tok, True), 0) + 1
             now += dt
             batch_time += d * dt
             k += 1
@@ -202,6 +211,8 @@ def simulate(
             steps = min(steps, max(1, math.ceil((arr[pending[0]] - now) / dt0)))
         steps = max(1, steps)
         dt = steps * sm.step_time(d, ctx + d * (steps - 1) / 2)
+        if step_tokens is not None:
+            step_tokens[(d, False)] = step_tokens.get((d, False), 0) + steps
         now += dt
         batch_time += d * dt
         k += steps

@@ -18,7 +18,7 @@ from ..plan import EngineConfig, MemoryPlan, Resolved
 from ..units import stable_float
 from . import perf_model as pm
 from .perf import _steady, kv_limit, simulate_rate, slo_check, step_model
-from .workload import Workload, resolve_workload
+from .workload import Workload, workload_of
 
 MAX_REPLICAS = 1024
 
@@ -80,7 +80,12 @@ def max_rate_for_slo(sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan,
         if r["request_rps"] < 0.9 * rate:  # the queue grows: not sustainable
             return False
         return not slo_check(
-            workload, ttft_s=r["ttft_s"], ttft_p99_s=r["ttft_p99_s"], tpot_s=r["tpot_s"], e2e_s=r["e2e_s"]
+            workload,
+            ttft_s=r["ttft_s"],
+            ttft_p99_s=r["ttft_p99_s"],
+            tpot_s=r["tpot_s"],
+            e2e_s=r["e2e_s"],
+            percentiles=r,
         )
 
     lo, hi = 0.0, cap
@@ -101,7 +106,7 @@ def plan_cluster(
     replicas: int | None = None,
 ) -> ClusterPlan:
     """Replicas for the workload (or the given count), GPUs and nodes, per-replica and cluster rates."""
-    workload = workload or resolve_workload(resolved.profile.workload)
+    workload = workload or workload_of(resolved)
     if replicas is None and resolved.profile.deploy.replicas != "auto":
         replicas = int(resolved.profile.deploy.replicas)
     sm = step_model(resolved, engine)
@@ -134,7 +139,12 @@ def plan_cluster(
         per_rps = offered if r["request_rps"] >= 0.9 * offered else r["request_rps"]
         per_tok = per_rps * workload.gen.mean
         misses = slo_check(
-            workload, ttft_s=r["ttft_s"], ttft_p99_s=r["ttft_p99_s"], tpot_s=r["tpot_s"], e2e_s=r["e2e_s"]
+            workload,
+            ttft_s=r["ttft_s"],
+            ttft_p99_s=r["ttft_p99_s"],
+            tpot_s=r["tpot_s"],
+            e2e_s=r["e2e_s"],
+            percentiles=r,
         )
     else:
         s = _steady(sm, engine, memory, workload, max(1, math.ceil((workload.concurrency or 1) / chosen)))

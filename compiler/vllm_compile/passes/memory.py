@@ -25,6 +25,7 @@ from . import speculative as spec_terms
 from .memory_terms import (
     CUDA_CONTEXT_GIB,
     CUDA_GRAPH_BASE_GIB,
+    CUDA_GRAPH_FIT_SIZES,
     CUDA_GRAPH_MOE_GIB,
     CUDA_GRAPH_PER_LAYER_GIB,
     CUDA_GRAPH_TP_GIB,
@@ -155,7 +156,11 @@ def cuda_graph_estimate(model: ModelFacts, engine: EngineConfig, layers: int) ->
     """vLLM's pre-KV CUDA graph pool estimate (`profile_cudagraph_memory`); 0 in eager mode."""
     if engine.enforce_eager or engine.cudagraph_capture_sizes == []:
         return 0
-    gib = CUDA_GRAPH_BASE_GIB + CUDA_GRAPH_PER_LAYER_GIB * layers
+    # The per-layer part is the piecewise graphs: one per layer piece per captured size (vLLM captures
+    # every PIECEWISE size, `profile_cudagraph_memory`), so it scales with the number of sizes; the fit's
+    # logs captured the default 51. The fixed part (pool of the largest graph) does not.
+    n_sizes = len(engine.cudagraph_capture_sizes) if engine.cudagraph_capture_sizes else CUDA_GRAPH_FIT_SIZES
+    gib = CUDA_GRAPH_BASE_GIB + CUDA_GRAPH_PER_LAYER_GIB * layers * n_sizes / CUDA_GRAPH_FIT_SIZES
     if engine.tensor_parallel_size > 1:
         gib += CUDA_GRAPH_TP_GIB
     if model.is_moe:

@@ -99,6 +99,9 @@ CUDA_GRAPH_BASE_GIB = 0.50
 CUDA_GRAPH_PER_LAYER_GIB = 0.0094
 CUDA_GRAPH_TP_GIB = 0.36
 CUDA_GRAPH_MOE_GIB = 0.12
+# Sizes those 0.19.0 logs captured: the default list up to 512 ([1, 2, 4] + 8..248 step 8 + 256..512 step
+# 16, reference/vllm_memory_model.md "CUDA-graph sizes"): the per-layer part above is for 51 sizes.
+CUDA_GRAPH_FIT_SIZES = 51
 
 
 # Memory in use before the worker's memory snapshot (`Worker.init_device`: CUDA context, cuBLAS handles,

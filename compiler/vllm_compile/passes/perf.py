@@ -16,8 +16,9 @@ from ..plan import EngineConfig, MemoryPlan, PerfEstimate, Range, Resolved
 from ..profile.v1 import WorkloadSpec
 from ..units import stable_float
 from . import perf_model as pm
-from .batching_sim import SteadyState, mean, p99, poisson_arrivals, simulate, steady_state
-from .workload import Workload, resolve_workload
+from .batching_sim import SteadyState, mean, p99, percentile, simulate, steady_state
+from .workload import Workload, resolve_workload, workload_of
+from .workload_sample import requests
 
 # Relative uncertainty of each figure: about the 70th-percentile absolute error of the model on the
 # controlled calibration entries (bench/perf_accuracy.py: ITL 17%, throughput 33%, TTFT at low
@@ -73,7 +74,9 @@ def _assumptions(resolved: Resolved, engine: EngineConfig, workload: Workload, s
         f"calibrated on public vLLM benchmarks (bandwidth {pm.BW_EFF:.2f}, compute {pm.COMPUTE_EFF:.2f}, "
         f"{pm.STEP_OVERHEAD_S * 1e3:.1f} ms host overhead per step)",
         f"{gpu.name}: {gpu.memory_bandwidth_gbps:g} GB/s HBM, {sm.hw.peak / 1e12:g} TFLOP/s dense peak in the GEMM dtype",
-        f"fixed lengths at the workload means: {workload.prompt.mean:g} prompt / {workload.gen.mean:g} generated tokens",
+        f"means ({workload.prompt.mean:g} prompt / {workload.gen.mean:g} generated tokens) for the closed form; the "
+        "simulation (percentiles, request rates) draws lengths from the workload's distributions"
+        + (f" ({workload.source})" if workload.trace is not None else ""),
         (
             "no prefix-cache hits (distinct prompts)"
             if not resolved.profile.workload.prefix_reuse
@@ -99,7 +102,12 @@ def _assumptions(resolved: Resolved, engine: EngineConfig, workload: Workload, s
     if workload.request_rate is not None:
         out.append(
             f"request rate {workload.request_rate:g}/s: discrete-event simulation of continuous batching, "
-            f"{SIM_REQUESTS} Poisson arrivals (seed 0), first 20% as warm-up"
+            + (
+                "the trace's arrivals time-scaled to the rate, first 20% as warm-up"
+                if workload.trace is not None
+                else f"{SIM_REQUESTS} arrivals with gamma gaps of burstiness {workload.burstiness:g} (1 = Poisson, "
+                "seed 0), first 20% as warm-up"
+            )
         )
     return out
 
@@ -157,17 +165,18 @@ def kv_limit(memory: MemoryPlan, engine: EngineConfig, workload: Workload) -> in
 def simulate_rate(
     sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload: Workload, rate: float
 ) -> dict[str, float]:
-    """Open-loop run at `rate` requests/s; steady-state metrics after a 20% warm-up."""
-    n = SIM_REQUESTS
+    """Open-loop run at `rate` requests/s; steady-state metrics after a 20% warm-up. Lengths follow the
+    workload's distributions (or its trace), arrivals its burstiness (workload_sample)."""
+    prompts, gens, arrivals = requests(workload, SIM_REQUESTS, rate)
     res = simulate(
         sm,
-        prompts=[int(round(workload.prompt.mean))] * n,
-        gens=[int(round(workload.gen.mean))] * n,
-        arrivals=poisson_arrivals(n, rate, seed=0),
+        prompts=prompts,
+        gens=gens,
+        arrivals=arrivals,
         max_num_seqs=engine.max_num_seqs,
         max_num_batched_tokens=_budget(engine, workload),
         kv_tokens=max(memory.kv.tokens, 1),
-        warmup=n // 5,
+        warmup=len(prompts) // 5,
     )
     return {
         "ttft_s": mean(res.ttft_s),
@@ -178,14 +187,55 @@ def simulate_rate(
         "output_tok_s": res.output_tok_s,
         "total_tok_s": res.total_tok_s,
         "concurrency": res.mean_batch,
+        **_percentiles(res),
     }
 
 
+def simulate_closed(
+    sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload: Workload, concurrency: int
+) -> dict[str, float]:
+    """Closed loop at `concurrency` with the workload's length distributions: the percentiles the
+    closed-form steady state (means only) cannot give."""
+    n = min(max(SIM_REQUESTS, 2 * concurrency), 600)  # enough rounds for tails; bounded cost
+    prompts, gens, _ = requests(workload, n, None)
+    res = simulate(
+        sm,
+        prompts=prompts,
+        gens=gens,
+        max_concurrency=concurrency,
+        max_num_seqs=engine.max_num_seqs,
+        max_num_batched_tokens=_budget(engine, workload),
+        kv_tokens=max(memory.kv.tokens, 1),
+        warmup=n // 5,
+    )
+    return _percentiles(res)
+
+
+def _percentiles(res) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, xs, scale in (
+        ("ttft_ms", res.ttft_s, 1e3),
+        ("itl_ms", res.tpot_s, 1e3),
+        ("e2e_s", res.e2e_s, 1.0),
+    ):
+        for q in (50, 90, 99):
+            out[f"{name}_p{q}"] = stable_float(percentile(xs, q / 100) * scale)
+    return out
+
+
 def slo_check(
-    workload: Workload, *, ttft_s: float, ttft_p99_s: float, tpot_s: float, e2e_s: float
+    workload: Workload,
+    *,
+    ttft_s: float,
+    ttft_p99_s: float,
+    tpot_s: float,
+    e2e_s: float,
+    percentiles: dict[str, float] | None = None,
 ) -> list[str]:
-    """The SLOs this point misses, each with the numbers."""
+    """The SLOs this point misses, each with the numbers. Percentile SLOs (TTFT p90, ITL p90/p99)
+    need the simulation's `percentiles`; without them the mean stands in (closed-form points)."""
     slo, miss = workload.slo, []
+    pct = percentiles or {}
     if slo.ttft_ms_p50 is not None and ttft_s * 1e3 > slo.ttft_ms_p50:
         miss.append(f"TTFT p50 {ttft_s * 1e3:.0f} ms > {slo.ttft_ms_p50:g} ms")
     if slo.ttft_ms_p99 is not None and ttft_p99_s * 1e3 > slo.ttft_ms_p99:
@@ -194,6 +244,15 @@ def slo_check(
         miss.append(f"ITL {tpot_s * 1e3:.1f} ms > {slo.itl_ms:g} ms")
     if slo.e2e_s is not None and e2e_s > slo.e2e_s:
         miss.append(f"end-to-end {e2e_s:.1f} s > {slo.e2e_s:g} s")
+    for key, label, fallback in (
+        ("ttft_ms_p90", "TTFT p90", ttft_p99_s * 1e3),
+        ("itl_ms_p90", "ITL p90", tpot_s * 1e3),
+        ("itl_ms_p99", "ITL p99", tpot_s * 1e3),
+    ):
+        target = getattr(slo, key)
+        value = pct.get(key, fallback)
+        if target is not None and value > target:
+            miss.append(f"{label} {value:.1f} ms > {target:g} ms")
     return miss
 
 
@@ -212,7 +271,11 @@ def estimate(
     """The estimate at the workload's concurrency (closed loop) or request rate (open loop), with a
     curve over concurrency up to what the KV cache and max_num_seqs admit."""
     if not isinstance(workload, Workload):
-        workload = resolve_workload(workload if workload is not None else resolved.profile.workload)
+        workload = (
+            resolve_workload(workload, trace=resolved.trace)
+            if workload is not None
+            else workload_of(resolved)
+        )
     from . import prefix_reuse
     from . import speculative as spec
 
@@ -245,7 +308,11 @@ def estimate(
                 f"concurrency {conc} > {limit} requests the engine runs at once (KV cache {memory.kv.tokens} tokens "
                 f"/ max_num_seqs {engine.max_num_seqs}): the rest queue ({s.queue_s:.2f} s on average)"
             )
-    misses = slo_check(workload, ttft_s=ttft, ttft_p99_s=ttft99, tpot_s=tpot, e2e_s=e2e)
+    if workload.request_rate is not None:
+        pct = {k: r[k] for k in r if k.startswith(("ttft_ms_", "itl_ms_", "e2e_s_"))}
+    else:
+        pct = simulate_closed(sm, engine, memory, workload, conc)
+    misses = slo_check(workload, ttft_s=ttft, ttft_p99_s=ttft99, tpot_s=tpot, e2e_s=e2e, percentiles=pct)
     notes.extend(f"SLO missed: {m}" for m in misses)
     u = UNCERTAINTY
     itl = _range(tpot * 1e3, u["itl"], time=True)
@@ -290,6 +357,7 @@ def estimate(
         slo_met=(not misses) if workload.slo.any else None,
         replicas=replicas,
         notes=notes,
+        percentiles=pct,
     )
 
 

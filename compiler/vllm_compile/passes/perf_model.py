@@ -13,6 +13,7 @@ prints the per-entry errors), never to fit one entry.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,12 @@ BW_EFF_VENDOR = {"nvidia": BW_EFF, "amd": 0.50}
 # is typically 40-60% in steady GEMMs; chunked steps and small prompts lower it, and the controlled
 # TTFT and long-prompt entries sit near 0.4.
 COMPUTE_EFF = 0.40
+# MI300-class (CDNA3, gfx942) GEMMs reach a smaller share of their datasheet peak than Hopper's: in
+# SemiAnalysis' MI300X vs H100/H200 GEMM sweeps (Dec 2024, "MI300X vs H100 vs H200 Benchmark Part 1")
+# MI300X sustained about 45-50% of its dense BF16 peak and under 40% of its FP8 peak where H100 sustained
+# about 70% and 65%: roughly 0.6 of the share NVIDIA parts reach. A hardware ratio, not fitted on our
+# entries; CDNA4 (MI355X, gfx950) is not covered by that measurement and keeps the common efficiency.
+COMPUTE_EFF_CDNA3_RATIO = 0.6
 # Per-request latency outside the engine steps, paid once before the first token: the API server's
 # HTTP handling, chat templating and tokenisation, the hand-off to the engine core process and the
 # first streamed chunk. The controlled single-request TTFTs sit 10-40 ms above their prefill time.
@@ -218,6 +225,7 @@ class Hardware:
     allreduce_lat: float
     p2p_lat: float
     p2p_bw: float
+    compute_eff: float = COMPUTE_EFF  # achieved share of tensor peak in GEMMs and attention
 
 
 def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node_pp: bool) -> Hardware:
@@ -247,6 +255,8 @@ def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node
         allreduce_lat=lat,
         p2p_lat=p2p_lat,
         p2p_bw=p2p_bw,
+        compute_eff=COMPUTE_EFF
+        * (COMPUTE_EFF_CDNA3_RATIO if gpu.vendor == "amd" and gpu.sm == (9, 4) else 1.0),
     )
 
 
@@ -262,6 +272,15 @@ class StepModel:
     graph_max_batch: int  # decode batches above the largest captured size run eager
     engine: str = "V1"  # vLLM engine generation: its host cost per sequence differs
     act_bytes: float = 2.0  # activation element size on the wire (bf16/fp16)
+    # Captured sizes, ascending; a step replaying a graph computes its tokens padded up to the next
+    # captured size (vLLM pads the batch to the graph's size). Empty: padding not modelled.
+    graph_sizes: tuple[int, ...] = ()
+
+    def padded(self, tokens: float) -> float:
+        """Tokens a graph replay computes for a step of `tokens` (itself when no graph serves it)."""
+        if self.eager or not self.graph_sizes or tokens > self.graph_sizes[-1]:
+            return tokens
+        return float(self.graph_sizes[bisect.bisect_left(self.graph_sizes, math.ceil(tokens))])
 
     def step_time(self, decode: float, ctx: float, prefill: float = 0.0, prefill_ctx: float = 0.0) -> float:
         """Seconds per engine step (= one token of every decoding request).
@@ -296,9 +315,9 @@ class StepModel:
         # FLOPs one rank does: 2 x active params per token, attention 4 x attn_dim per (query, key).
         # Attention runs in 16 bit whatever the weights are (FlashAttention/FlashInfer on bf16 Q/K/V).
         attn_keys = ctx_mb + p_mb * prefill_ctx
-        gemm = 2 * s.active_params * tokens / tp
+        gemm = 2 * s.active_params * (self.padded(decode + prefill) / pp if self.graph_sizes else tokens) / tp
         attn = 4 * s.attn_dim * s.num_layers * attn_keys / max(1.0, min(tp, s.attn_dim))
-        t_cmp = gemm / (COMPUTE_EFF * self.hw.peak) + attn / (COMPUTE_EFF * self.hw.peak16)
+        t_cmp = gemm / (self.hw.compute_eff * self.hw.peak) + attn / (self.hw.compute_eff * self.hw.peak16)
         t = max(t_mem, t_cmp)
         if tp > 1:
             # Two all-reduces per layer (attention out, MLP out), ring: 2(tp-1)/tp of the message.

@@ -25,7 +25,7 @@ from .memory import plan_memory
 from .perf import _steady, kv_limit, slo_check, step_model
 from .policy import judge
 from .settings import with_capture_sizes
-from .workload import Workload, resolve_workload
+from .workload import Workload, workload_of
 
 DESKTOP_MAX_UTILIZATION = 0.95  # a desktop GPU also drives a display: its compositor needs headroom
 
@@ -40,11 +40,15 @@ class Candidate:
     cost: int  # accuracy/safety trades taken: quantization, fp8 KV, raised utilization, eager
     score: float  # the objective, higher is better
     notes: list[str] = field(default_factory=list)
+    cost_objective: bool = False  # objective `cost`: $ per million tokens before the trades taken
 
     @property
     def key(self) -> tuple[float, ...]:
         short = 0 if self.state is None or self.state.running >= self.state.concurrency else 1
-        return (0 if self.verdict.starts else 1, len(self.misses), short, self.cost, -self.score)
+        starts = 0 if self.verdict.starts else 1
+        if self.cost_objective:
+            return (starts, len(self.misses), short, -self.score, self.cost)
+        return (starts, len(self.misses), short, self.cost, -self.score)
 
 
 def _fixed(decisions: dict[str, Decision], name: str) -> bool:
@@ -115,7 +119,23 @@ def _evaluate(resolved: Resolved, engine: EngineConfig, workload: Workload, cost
                 workload, ttft_s=per.ttft_s, ttft_p99_s=per.ttft_s, tpot_s=per.tpot_s, e2e_s=per.e2e_s
             )
         score = _objective(workload, state, engine)
-    return Candidate(engine, memory, verdict, state, misses, cost, score)
+        if workload.objective == "cost":
+            score = -cost_per_mtok(resolved, engine, state.output_tok_s)
+    return Candidate(
+        engine, memory, verdict, state, misses, cost, score, cost_objective=workload.objective == "cost"
+    )
+
+
+def cost_per_mtok(resolved: Resolved, engine: EngineConfig, output_tok_s: float) -> float:
+    """$ per million output tokens of this engine at `output_tok_s` (all replicas it spans). Without a
+    price, GPU-hours per million tokens: the same order between candidates on one GPU type."""
+    from ..facts.prices import gpu_price
+    from .cost import usd_per_million_tokens
+
+    price = gpu_price(resolved.gpu, resolved.profile.cost)
+    usd_h = (price.usd_per_gpu_hour if price else 1.0) * engine.total_gpus
+    per_m = usd_per_million_tokens(usd_h, output_tok_s)
+    return per_m if per_m is not None else math.inf
 
 
 def _little(sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload: Workload) -> int:
@@ -268,7 +288,7 @@ def recommend(
     resolved: Resolved, engine: EngineConfig, decisions: dict[str, Decision], workload: Workload | None = None
 ) -> tuple[EngineConfig, dict[str, Decision]]:
     """Search the settings the profile left to us; return the engine and the updated decisions."""
-    workload = workload or resolve_workload(resolved.profile.workload)
+    workload = workload or workload_of(resolved)
     best, evaluated = search(resolved, engine, decisions, workload)
     out = dict(decisions)
     why = f"{workload.objective} objective for the {workload.name} workload: {_describe(best)}"
@@ -313,7 +333,7 @@ def validate(
 ) -> list[str]:
     """Warnings where a choice is risky, each with what would fix it."""
     gpu, hw = resolved.gpu, resolved.profile.hardware
-    workload = workload or resolve_workload(resolved.profile.workload)
+    workload = workload or workload_of(resolved)
     out: list[str] = []
     if gpu.desktop and engine.gpu_memory_utilization > DESKTOP_MAX_UTILIZATION:
         out.append(

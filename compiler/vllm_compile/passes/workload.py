@@ -22,11 +22,16 @@ presets' numbers and where they come from:
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ..facts.trace import Trace
 from ..profile.v1 import Distribution, WorkloadSpec
+
+if TYPE_CHECKING:
+    from ..plan import Resolved
 
 Objective = Literal["throughput", "latency", "balanced", "cost"]
 
@@ -44,6 +49,8 @@ class Lengths(BaseModel):
     p50: float
     p99: float
     max: float
+    p90: float | None = None  # None: interpolated between p50 and p99
+    histogram: tuple[tuple[float, float], ...] | None = None  # (tokens, share), shares summing to 1
 
 
 class Slo(BaseModel):
@@ -53,10 +60,13 @@ class Slo(BaseModel):
     ttft_ms_p99: float | None = None
     itl_ms: float | None = None
     e2e_s: float | None = None
+    ttft_ms_p90: float | None = None
+    itl_ms_p90: float | None = None
+    itl_ms_p99: float | None = None
 
     @property
     def any(self) -> bool:
-        return any(v is not None for v in (self.ttft_ms_p50, self.ttft_ms_p99, self.itl_ms, self.e2e_s))
+        return any(v is not None for v in self.model_dump().values())
 
 
 class Workload(BaseModel):
@@ -73,6 +83,8 @@ class Workload(BaseModel):
     objective: Objective = "balanced"
     slo: Slo = Slo()
     source: str = ""
+    burstiness: float = 1.0  # gamma-distributed gaps of this shape (vLLM bench serve --burstiness)
+    trace: Trace | None = None  # arrivals and lengths replayed as given (scaled to the simulated rate)
 
     @property
     def context_tokens(self) -> float:
@@ -126,26 +138,75 @@ _MODE_TO_OBJECTIVE: dict[str, Objective] = {
 }
 
 
+def _hist_quantile(hist: tuple[tuple[float, float], ...], q: float) -> float:
+    seen = 0.0
+    for tokens, share in hist:
+        seen += share
+        if seen >= q - 1e-12:
+            return tokens
+    return hist[-1][0]
+
+
+def _histogram(value: Distribution) -> tuple[tuple[float, float], ...] | None:
+    if not value.histogram:
+        return None
+    pairs = sorted((float(t), float(w)) for t, w in value.histogram if w > 0)
+    if not pairs or any(t < 1 for t, _ in pairs):
+        raise WorkloadError("length histogram needs [tokens >= 1, share > 0] pairs")
+    total = sum(w for _, w in pairs)
+    return tuple((t, w / total) for t, w in pairs)
+
+
 def _lengths(value: int | Distribution) -> Lengths:
     if isinstance(value, int):
         v = float(value)
         return Lengths(mean=v, p50=v, p99=v, max=v)
-    mean = float(value.mean)
-    p50 = float(value.p50) if value.p50 is not None else mean
-    p99 = float(value.p99) if value.p99 is not None else max(mean, p50)
-    mx = float(value.max) if value.max is not None else max(p99, mean)
-    if not p50 <= p99 <= mx or mean > mx:
+    hist = _histogram(value)
+    if hist is not None:
+        mean = sum(t * w for t, w in hist)
+        given = {"p50": value.p50, "p90": value.p90, "p99": value.p99, "max": value.max}
+        q = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "max": 1.0}
+        derived = {k: float(v) if v is not None else _hist_quantile(hist, q[k]) for k, v in given.items()}
+        mean = float(value.mean) if value.mean is not None else mean
+        p50, p90, p99, mx = derived["p50"], derived["p90"], derived["p99"], derived["max"]
+    else:
+        if value.mean is None and value.p50 is None:
+            raise WorkloadError("a length distribution needs a mean, a p50 or a histogram")
+        mean = float(value.mean) if value.mean is not None else float(value.p50)  # type: ignore[arg-type]
+        p50 = float(value.p50) if value.p50 is not None else mean
+        p99 = float(value.p99) if value.p99 is not None else max(mean, p50, value.p90 or 0.0)
+        p90 = float(value.p90) if value.p90 is not None else None
+        mx = float(value.max) if value.max is not None else max(p99, mean)
+    if not p50 <= p99 <= mx or mean > mx or (p90 is not None and not p50 <= p90 <= p99):
         raise WorkloadError(
-            f"length distribution must satisfy p50 <= p99 <= max and mean <= max (got mean={mean:g}, "
-            f"p50={p50:g}, p99={p99:g}, max={mx:g})"
+            f"length distribution must satisfy p50 <= p99 <= max, p50 <= p90 <= p99 and mean <= max (got mean={mean:g}, "
+            f"p50={p50:g}, p90={p90 if p90 is not None else '-'}, p99={p99:g}, max={mx:g})"
         )
-    return Lengths(mean=mean, p50=p50, p99=p99, max=mx)
+    return Lengths(mean=mean, p50=p50, p90=p90, p99=p99, max=mx, histogram=hist)
 
 
-def resolve_workload(spec: WorkloadSpec | None) -> Workload:
+def _trace_lengths(values: tuple[int, ...]) -> Lengths:
+    ys = sorted(values)
+
+    def q(x: float) -> float:
+        return float(ys[min(len(ys) - 1, max(0, math.ceil(x * len(ys)) - 1))])
+
+    return Lengths(mean=sum(ys) / len(ys), p50=q(0.5), p90=q(0.9), p99=q(0.99), max=float(ys[-1]))
+
+
+def workload_of(resolved: Resolved) -> Workload:
+    """The resolved profile's workload, its trace included (what every pass should call)."""
+    return resolve_workload(resolved.profile.workload, trace=resolved.trace)
+
+
+def resolve_workload(spec: WorkloadSpec | None, trace: Trace | None = None) -> Workload:
     """Turn the profile's workload section into numbers: the preset (default `chatbot`) under any
-    field the profile sets."""
+    field the profile sets; a trace sets the lengths and the request rate (the concurrency it would
+    replace is dropped)."""
     spec = spec or WorkloadSpec()
+    if trace is not None:
+        spec = spec.model_copy(update={"preset": spec.preset or "custom", "prompt_tokens": 1, "gen_tokens": 1,
+                                       "request_rate": spec.request_rate or trace.request_rate, "concurrency": None})  # fmt: skip
     preset = spec.preset if spec.preset not in (None, "custom") else None
     if spec.preset == "custom" and (spec.prompt_tokens is None or spec.gen_tokens is None):
         raise WorkloadError("workload.preset: custom needs workload.prompt_tokens and workload.gen_tokens")
@@ -174,6 +235,13 @@ def resolve_workload(spec: WorkloadSpec | None) -> Workload:
     name = preset or ("custom" if custom else base_name)
     if custom:
         source = "profile workload" + (f" over preset {preset}" if preset else "")
+    if trace is not None:
+        prompt, gen = _trace_lengths(trace.prompts), _trace_lengths(trace.gens)
+        name = "trace"
+        source = (
+            f"trace {trace.source}: {len(trace.arrivals)} requests over {trace.duration_s:.1f} s "
+            f"({trace.request_rate:.2f} req/s), sha256 {trace.sha256[:12]}"
+        )
     return Workload(
         name=name,
         prompt=prompt,
@@ -183,4 +251,6 @@ def resolve_workload(spec: WorkloadSpec | None) -> Workload:
         objective=objective,
         slo=slo,
         source=source,
+        burstiness=spec.burstiness or 1.0,
+        trace=trace,
     )

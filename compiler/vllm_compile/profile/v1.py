@@ -80,13 +80,23 @@ class SloSpec(_Section):
     ttft_ms_p99: float | None = Field(None, gt=0)
     itl_ms: float | None = Field(None, gt=0, description="Inter-token latency (TPOT) target, ms.")
     e2e_s: float | None = Field(None, gt=0)
+    ttft_ms_p90: float | None = Field(None, gt=0)
+    itl_ms_p90: float | None = Field(None, gt=0, description="p90 over requests of their TPOT, ms.")
+    itl_ms_p99: float | None = Field(None, gt=0)
 
 
 class Distribution(_Section):
-    mean: float = Field(gt=0)
+    mean: float | None = Field(None, gt=0, description="Mean tokens; from the histogram when it is given.")
     p50: float | None = Field(None, gt=0)
+    p90: float | None = Field(None, gt=0)
     p99: float | None = Field(None, gt=0)
     max: float | None = Field(None, gt=0)
+    histogram: (
+        list[Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2, max_length=2)]] | None
+    ) = Field(
+        None,
+        description="[[tokens, share], ...]: lengths and their share of requests (shares are normalised).",
+    )
 
 
 class WorkloadSpec(_Section):
@@ -108,6 +118,16 @@ class WorkloadSpec(_Section):
     )
     prefix_reuse: float | None = Field(
         None, ge=0, lt=1, description="Share of prompt tokens served from the prefix cache (0 = none)."
+    )
+    burstiness: float | None = Field(
+        None,
+        gt=0,
+        description="Arrival burstiness as vLLM bench serve's: 1 Poisson, < 1 burstier (gamma gaps).",
+    )
+    trace: str | None = Field(
+        None,
+        description="CSV of arrivals and lengths (timestamp, prompt_tokens, output_tokens), relative to the profile; "
+        "sets the lengths and the request rate.",
     )
 
 
@@ -164,7 +184,14 @@ class VllmSpec(_Section):
     enforce_eager: bool | Auto = "auto"
     enable_prefix_caching: bool | Auto = "auto"
     enable_chunked_prefill: bool | Auto = "auto"
-    max_cudagraph_capture_size: PositiveInt | Auto = "auto"
+    max_cudagraph_capture_size: PositiveInt | Auto | None = Field(
+        None,
+        description="Largest CUDA graph size; left out: vLLM's default; `auto`: chosen for the workload "
+        "(graph coverage of its decode batches against the KV cache the graphs take).",
+    )
+    cudagraph_capture_sizes: list[PositiveInt] | None = Field(
+        None, description="Explicit CUDA graph sizes (validated: sorted, within the batch limits)."
+    )
     kv_cache_memory_bytes: PositiveInt | None = None
     num_gpu_blocks_override: PositiveInt | None = None
     cpu_offload_gb: float = Field(0.0, ge=0)
@@ -251,6 +278,19 @@ class DeploySpec(_Section):
     shm_size: str = "16g"
 
 
+class CostSpec(_Section):
+    """GPU prices over the built-in table; in a base profile (`extends`) for a whole repository."""
+
+    usd_per_gpu_hour: float | None = Field(
+        None, gt=0, description="This deployment's GPU price, USD per GPU-hour (overrides the table)."
+    )
+    prices: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="USD per GPU-hour by GPU name or alias (e.g. {H100: 2.1}); used by `recommend` too.",
+    )
+    source: str | None = Field(None, description="Where the override comes from (a contract, a quote).")
+
+
 class Profile(_Section):
     """One vLLM deployment."""
 
@@ -269,3 +309,4 @@ class Profile(_Section):
     vllm: VllmSpec = Field(default_factory=VllmSpec)
     policy: PolicySpec = Field(default_factory=PolicySpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
+    cost: CostSpec = Field(default_factory=CostSpec)
