@@ -25,6 +25,9 @@ from .write import Change, apply_changes, pending_changes, remove_tree
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 POLICY_CODE = "oom-risk"
+# USD per GPU-hour for the layouts view's cost axis (GpuSpec -> float | None); None: no prices known,
+# the Pareto view plots output throughput per GPU instead.
+PRICE_PER_GPU_HOUR = None
 SUMMARY_KEYS = {"name", "gpu", "gpus", "starts", "oom_risk", "fails_policy", "kv_tokens", "max_concurrency",
                 "reasons", "warnings", "capacity_ok", "capacity_notes"}  # fmt: skip
 
@@ -44,18 +47,20 @@ def plan_profile(profile: Profile, *, name: str = "profile", locked: ModelFacts 
 
 def plan_resolved(resolved: Resolved) -> Plan:
     """The planning passes, pure: settings -> recommend -> memory -> verdict -> performance."""
+    from .passes.layouts import plan_layouts
     from .passes.memory import plan_memory
     from .passes.perf import estimate
     from .passes.policy import judge
-    from .passes.recommend import recommend, validate
+    from .passes.recommend import recommend_with_candidates, validate
     from .passes.settings import decide_engine
     from .passes.workload import resolve_workload
 
     engine, decisions = decide_engine(resolved)
-    engine, decisions = recommend(resolved, engine, decisions)
+    engine, decisions, searched = recommend_with_candidates(resolved, engine, decisions)
     memory = plan_memory(resolved, engine)
     verdict = judge(resolved, engine, memory)
     workload = resolve_workload(resolved.profile.workload)
+    layouts = plan_layouts(resolved, engine, decisions, workload, searched, PRICE_PER_GPU_HOUR)
     performance = (
         estimate(resolved, engine, memory, workload) if verdict.starts and workload is not None else None
     )
@@ -78,6 +83,7 @@ def plan_resolved(resolved: Resolved) -> Plan:
         verdict=verdict,
         performance=performance,
         cluster=cluster,
+        layouts=layouts,
     )
 
 
