@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = {
     "models": "cli_models",
     "detect": "cli_detect",
     "generate": "cli_generate",
+    "ui": "cli_ui",
 }
 
 EXIT_CODES = """exit codes:
@@ -30,7 +31,8 @@ COMMANDS = """commands:
   vllm-compile plan ...            plan one deployment from flags (--json, --explain)
   vllm-compile models [--json]     list the built-in model catalog
   vllm-compile detect [--json]     detect local GPUs (NVML, else nvidia-smi)
-  vllm-compile generate ...        write a profile and its artifacts from flags"""
+  vllm-compile generate ...        write a profile and its artifacts from flags
+  vllm-compile ui [PATH...]        a local web page: fleet, deployments, what-if, compare ([web] extra)"""
 
 
 def compile_parser() -> argparse.ArgumentParser:
