@@ -141,3 +141,24 @@ def test_report_embeds_the_charts_with_relative_links(tmp_path: Path) -> None:
     assert "## Layouts weighed" in report and "| TP4 | 4 |" in report and "chosen" in report
     without = render_artifacts(_plan("llama31-70b-h100-tp4"), ["report"])
     assert ".svg" not in without["REPORT.md"] and "## Layouts weighed" in without["REPORT.md"]
+
+
+def test_another_matplotlib_is_a_diagnostic_not_other_bytes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import matplotlib
+
+    from vllm_compile.render import RenderError, render_artifacts
+
+    monkeypatch.setattr(matplotlib, "__version__", "3.99.0")
+    with pytest.raises(RenderError, match=r"matplotlib 3\.10\.x .* 3\.99\.0") as err:
+        render_artifacts(_plan("llama31-8b-l4"), ["charts"])
+    assert err.value.path == ("deploy", "targets")
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        (ROOT / "profiles" / "llama31-8b-l4.yaml").read_text().replace("../schemas", "schemas")
+    )
+    result = api.compile_paths([profile], out_dir=tmp_path / "out")
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    [diag] = result.results[0].diagnostics
+    assert diag.code == "render" and "matplotlib 3.10.x" in diag.message

@@ -143,8 +143,12 @@ def _report(plan: Plan, ctx: context.Context) -> dict[str, str]:
 
 def _charts(plan: Plan, ctx: context.Context) -> dict[str, str]:
     from .charts import render_charts  # matplotlib: only when a chart is drawn
+    from .charts.svg import ChartError
 
-    return render_charts(plan)
+    try:
+        return render_charts(plan)
+    except ChartError as exc:
+        raise RenderError(str(exc), ("deploy", "targets")) from exc
 
 
 _RENDERERS: dict[str, Callable[[Plan, context.Context], dict[str, str]]] = {

@@ -28,6 +28,9 @@ def chart_files(plan: Plan) -> list[str]:
 def render_charts(plan: Plan) -> dict[str, str]:
     """File name -> SVG text, byte-identical for the same plan on any machine."""
     from . import layouts, memory, performance
+    from .svg import check_version
+
+    check_version()
 
     drawers = {"memory.svg": memory.draw, "performance.svg": performance.draw, "layouts.svg": layouts.draw}
     return {name: drawers[name](plan) for name in chart_files(plan)}

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,6 +20,7 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
 HASH_SALT = "vllm-compile"
+PINNED_MINOR = "3.10"  # pyproject.toml pins it: other releases lay text out a fraction of a point apart
 COLORS = {  # Okabe-Ito, readable with the common colour-vision deficiencies
     "weights": "#0072B2",
     "activation": "#E69F00",
@@ -54,6 +56,19 @@ RC = {
 METADATA = {"Date": None, "Creator": "vllm-compile", "Format": None, "Type": None}
 
 
+class ChartError(ValueError):
+    """The charts cannot be drawn byte-identically here (render.RenderError reports it)."""
+
+
+def check_version() -> None:
+    """Loudly, not silently: another matplotlib draws other bytes, and `--check` would flap."""
+    if not matplotlib.__version__.startswith(PINNED_MINOR + "."):
+        raise ChartError(
+            f"charts are drawn with matplotlib {PINNED_MINOR}.x (byte-identical output); this environment has "
+            f"{matplotlib.__version__}: pip install 'matplotlib=={PINNED_MINOR}.*', or drop `charts` from deploy.targets"
+        )
+
+
 @contextmanager
 def figure(
     width_in: float, height_in: float, margins: dict[str, float] | None = None, **subplots
@@ -70,6 +85,16 @@ def figure(
         yield fig, axes
 
 
+_DECIMAL = re.compile(r"(?<![\w#.])(-?\d+\.\d{3,})(?![\w.])")
+
+
+def _round(match: re.Match[str]) -> str:
+    """Coordinates to 0.01 pt (invisible): matplotlib releases differ in the 4th decimal of text
+    positions, and the output must not."""
+    text = f"{float(match.group(1)):.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
 def to_svg(fig: Figure) -> str:
     """The figure as SVG text, LF newlines, one trailing newline. Call inside `figure()`: the text is
     laid out when saved, under the pinned settings."""
@@ -77,7 +102,8 @@ def to_svg(fig: Figure) -> str:
     fig.savefig(buf, format="svg", metadata=METADATA)
     # Like every artifact: LF, no trailing blanks (matplotlib leaves some after path data, where a
     # newline separates the same), one final newline.
-    lines = [ln.rstrip() for ln in buf.getvalue().replace("\r\n", "\n").split("\n")]
+    text = _DECIMAL.sub(_round, buf.getvalue())
+    lines = [ln.rstrip() for ln in text.replace("\r\n", "\n").split("\n")]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
