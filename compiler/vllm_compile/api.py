@@ -46,23 +46,35 @@ def plan_profile(
     return plan_resolved(resolve(profile, name, locked_model=locked, base_dir=base_dir))
 
 
+def _price_per_gpu_hour(resolved: Resolved):
+    """The layouts view's cost axis: USD per GPU-hour of a GPU (profile override, then the price table)."""
+    from .facts.prices import gpu_price
+
+    def price(gpu: Any) -> float | None:
+        found = gpu_price(gpu, resolved.profile.cost)
+        return found.usd_per_gpu_hour if found is not None else None
+
+    return price
+
+
 def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
     """The planning passes, pure: settings -> recommend -> memory -> verdict -> performance.
 
     `calibration`: (file, observe.calibration.CalibrationRecord) pairs; the first that matches the
     decided engine replaces the modelled terms vLLM's code does not determine (passes.calibration)."""
     from .passes.extra_args import annotate_decisions, with_unmodelled
+    from .passes.layouts import plan_layouts
     from .passes.memory import plan_memory
     from .passes.perf import estimate
     from .passes.policy import judge
-    from .passes.recommend import recommend, validate
+    from .passes.recommend import recommend_with_candidates, validate
     from .passes.settings import decide_engine
     from .passes.workload import workload_of
 
     engine, decisions = decide_engine(resolved)
     decisions = annotate_decisions(resolved, decisions)
-    engine, decisions = recommend(resolved, engine, decisions)
     workload = workload_of(resolved)
+    engine, decisions, searched = recommend_with_candidates(resolved, engine, decisions, workload)
     from .passes.capture_sizes import plan_capture
 
     engine, decisions, graphs = plan_capture(resolved, engine, decisions, workload)
@@ -86,6 +98,7 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
     verdict = with_unmodelled(resolved, judge(resolved, engine, memory))
     if graphs is not None and graphs.warnings and verdict.starts:
         verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *graphs.warnings]})
+    layouts = plan_layouts(resolved, engine, decisions, workload, searched, _price_per_gpu_hour(resolved))
     performance = (
         estimate(resolved, engine, memory, workload) if verdict.starts and workload is not None else None
     )
@@ -114,6 +127,7 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
         calibration=used,
         cost=cost.model_dump(mode="json") if cost is not None else None,
         cuda_graphs=graphs.model_dump(mode="json") if graphs is not None else None,
+        layouts=layouts,
     )
     from .passes.speculative_advice import advise
 
@@ -839,3 +853,156 @@ def _verify_bench(lock: dict[str, Any], bench: Any, name: str) -> Any:
     if plan.performance is None:
         raise DiagnosticError([Diagnostic(name, 0, 0, "bench", "the deployment does not start: no estimate")])
     return verify_bench(lock["name"], name, bench, plan.performance, how)
+
+
+# --- questions the web page asks (ui/ has no logic of its own) -----------------------------------
+
+# What-if form field -> where it lives in a profile.
+WHAT_IF_FIELDS: dict[str, tuple[str, ...]] = {
+    "gpu_name": ("hardware", "gpu_name"),
+    "gpus": ("hardware", "gpus"),
+    "tensor_parallel_size": ("parallelism", "tensor_parallel_size"),
+    "pipeline_parallel_size": ("parallelism", "pipeline_parallel_size"),
+    "max_model_len": ("model", "max_model_len"),
+    "gpu_memory_utilization": ("vllm", "gpu_memory_utilization"),
+    "quantization": ("model", "quantization"),
+    "kv_cache_dtype": ("vllm", "kv_cache_dtype"),
+    "concurrency": ("workload", "concurrency"),
+    "request_rate": ("workload", "request_rate"),
+}
+
+
+def plan_fleet(paths: Sequence[str | Path], *, out_dir: str | Path | None = None) -> CompileResult:
+    """Every profile under `paths` planned, nothing written (each result keeps its Plan)."""
+    return compile_paths(paths, out_dir=out_dir, check=True, emit=["report"], jobs=1)
+
+
+def render_plan(plan: Plan, targets: Sequence[str]) -> dict[str, str]:
+    """A plan's artifacts (relative path -> text) without writing them; raises RenderError."""
+    from .render import render_artifacts
+
+    return render_artifacts(plan, list(targets))
+
+
+@dataclass
+class WhatIf:
+    plan: Plan | None
+    diff: str  # the profile file's unified diff that makes this change
+    changes: dict[tuple[str, ...], Any]
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def what_if(path: str | Path, form: dict[str, Any], *, out_dir: str | Path | None = None) -> WhatIf:
+    """Re-plan a profile with the WHAT_IF_FIELDS in `form` changed (None or "" = as the profile says;
+    "auto" = let the compiler decide), and the diff of the profile file that would apply it."""
+    from .profile.edit import set_values, unified_diff
+
+    path = Path(path)
+    changes: dict[tuple[str, ...], Any] = {}
+    for key, where in WHAT_IF_FIELDS.items():
+        value = form.get(key)
+        if value is not None and value != "":
+            changes[where] = _coerce(value)
+    # A workload is driven by one of concurrency (closed loop) or request rate (open loop).
+    if ("workload", "concurrency") in changes:
+        changes.setdefault(("workload", "request_rate"), None)
+    elif ("workload", "request_rate") in changes:
+        changes[("workload", "concurrency")] = None
+    try:
+        loaded = load_profile(path, _display(path))
+    except DiagnosticError as exc:
+        return WhatIf(None, "", changes, list(exc.diagnostics))
+    data = _deep_copy(loaded.data)
+    for where, value in changes.items():
+        node = data
+        for key in where[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        if value is None:
+            node.pop(where[-1], None)
+        else:
+            node[where[-1]] = value
+    text = path.read_text(encoding="utf-8")
+    diff = unified_diff(text, set_values(text, changes), _display(path))
+    root = find_root([path])
+    lock = LockFile.read((Path(out_dir) if out_dir else root / "out") / loaded.name / LOCK_FILE)
+    try:
+        profile = profile_from_dict(data, _display(path))
+        plan = plan_profile(profile, name=loaded.name, locked=locked_model(lock))
+    except DiagnosticError as exc:
+        return WhatIf(None, diff, changes, list(exc.diagnostics))
+    except ResolveError as exc:
+        return WhatIf(None, diff, changes, [Diagnostic(_display(path), 0, 0, "resolve", str(exc))])
+    except ValueError as exc:  # passes.settings.SettingsError: e.g. a TP the heads cannot shard over
+        return WhatIf(None, diff, changes, [Diagnostic(_display(path), 0, 0, "setting", str(exc))])
+    return WhatIf(plan, diff, changes)
+
+
+def _coerce(value: Any) -> Any:
+    """A form's text as the profile's YAML would read it: 8 -> int, 0.9 -> float, else the text."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def gpu_names() -> list[str]:
+    """The GPU catalog's names, for a form's choices."""
+    from .facts.gpus import gpu_catalog
+
+    return sorted({g.name for g in gpu_catalog()})
+
+
+def lock_text(plan: Plan) -> str:
+    """The lock a plan would write (without artifact hashes and source path): what a comparison reads."""
+    return dump_lock(build_lock(plan, profile_path="", profile_data={}, inputs_hash="", artifacts={}))
+
+
+def lock_diff_between_plans(a: Plan, b: Plan) -> str:
+    from .profile.edit import unified_diff
+
+    return unified_diff(lock_text(a), lock_text(b), "vllm.lock.yaml")
+
+
+def lock_diff_between_refs(
+    profile: str | Path, name: str, ref_a: str, ref_b: str = "", out_dir: str | Path | None = None
+) -> tuple[str, str]:
+    """The diff of one profile's committed lock between two git refs (`ref_b` "" = the working tree):
+    (diff, error message)."""
+    import subprocess
+
+    from .profile.edit import unified_diff
+
+    root = find_root([Path(profile)])
+    lock = (Path(out_dir).resolve() if out_dir else root / "out") / name / LOCK_FILE
+    rel = _relative_to_root(lock, root)
+
+    def at(ref: str) -> str | None:
+        if not ref:
+            return lock.read_text(encoding="utf-8") if lock.is_file() else None
+        if ref.startswith("-"):
+            return None  # never an option to git
+        done = subprocess.run(
+            ["git", "show", f"{ref}:{rel}"], cwd=root, capture_output=True, text=True, check=False
+        )
+        return done.stdout if done.returncode == 0 else None
+
+    old, new = at(ref_a), at(ref_b)
+    for ref, text in ((ref_a, old), (ref_b or "the working tree", new)):
+        if text is None:
+            return "", f"no {rel} at {ref}"
+    return unified_diff(old or "", new or "", rel), ""

@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = {
     "verify": "cli_verify",
     "diff": "cli_diff",
     "recommend": "cli_recommend",
+    "ui": "cli_ui",
 }
 
 EXIT_CODES = """exit codes:
@@ -36,7 +37,8 @@ COMMANDS = """commands:
   vllm-compile generate ...        write a profile and its artifacts from flags
   vllm-compile diff [--base REF]   what a change does to every deployment (a pull-request comment)
   vllm-compile verify LOCK LOG...  compare a lock with what vLLM really did at start-up
-  vllm-compile recommend ...       rank GPU types and layouts for a workload by $ per million tokens"""
+  vllm-compile recommend ...       rank GPU types and layouts for a workload by $ per million tokens
+  vllm-compile ui [PATH...]        a local web page: fleet, deployments, what-if, compare ([web] extra)"""
 
 
 def compile_parser() -> argparse.ArgumentParser:

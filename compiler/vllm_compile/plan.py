@@ -204,6 +204,46 @@ class PerfEstimate(BaseModel):
     percentiles: dict[str, float] = Field(default_factory=dict)
 
 
+class LayoutPoint(BaseModel):
+    """One layout the recommender weighed (or its neighbours with the profile's fixed settings lifted),
+    as the Pareto view shows it: per-GPU throughput against latency at the workload's load."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    data_parallel_size: int
+    quantization: str | None = None
+    kv_cache_dtype: str = "auto"
+    gpus: int  # every GPU the layout uses (TP x PP x DP)
+    starts: bool
+    within_profile: bool  # respects every setting the profile fixed (else: a what-if)
+    searched: bool  # the recommend pass itself evaluated it
+    holds_workload: bool = False
+    slo_met: bool | None = None
+    output_tok_s: float | None = None
+    output_tok_s_per_gpu: float | None = None
+    itl_ms: float | None = None
+    ttft_ms: float | None = None
+    kv_tokens: int = 0
+    usd_per_mtok: float | None = None  # output tokens; None while no GPU price is known
+    frontier: bool = False
+    role: Literal["chosen", "runner-up", ""] = ""
+
+    @property
+    def label(self) -> str:
+        parts = [f"TP{self.tensor_parallel_size}"]
+        if self.pipeline_parallel_size > 1:
+            parts.append(f"PP{self.pipeline_parallel_size}")
+        if self.data_parallel_size > 1:
+            parts.append(f"DP{self.data_parallel_size}")
+        if self.quantization:
+            parts.append(self.quantization)
+        if self.kv_cache_dtype != "auto":
+            parts.append(f"KV {self.kv_cache_dtype}")
+        return " ".join(parts)
+
+
 class Plan(BaseModel):
     """Everything the lockfile and the artifacts are made from."""
 
@@ -219,3 +259,4 @@ class Plan(BaseModel):
     calibration: list[dict[str, Any]] | None = None  # repository measurements used (passes.calibration)
     cost: dict[str, Any] | None = None  # passes.cost.CostPlan, when the GPU has a price
     cuda_graphs: dict[str, Any] | None = None  # passes.capture_sizes.CapturePlan (None in eager mode)
+    layouts: list[LayoutPoint] = Field(default_factory=list)  # passes.layouts: the Pareto view (not locked)

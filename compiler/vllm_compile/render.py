@@ -24,7 +24,7 @@ from .yaml_text import to_yaml, to_yaml_documents
 __all__ = ["RenderError", "TARGETS", "render_artifacts", "render_template"]
 
 # The CLI/profile target names, in the order artifacts are listed.
-TARGETS = ("command", "vllm-config", "profile", "compose", "helm", "k8s", "lws", "kserve", "report")
+TARGETS = ("command", "vllm-config", "profile", "compose", "helm", "k8s", "lws", "kserve", "report", "charts")
 
 
 @cache
@@ -144,6 +144,16 @@ def _report(plan: Plan, ctx: context.Context) -> dict[str, str]:
     return {"REPORT.md": render_template("REPORT.md.j2", **ctx.common(), r=report.build(plan, ctx))}
 
 
+def _charts(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    from .charts import render_charts  # matplotlib: only when a chart is drawn
+    from .charts.svg import ChartError
+
+    try:
+        return render_charts(plan)
+    except ChartError as exc:
+        raise RenderError(str(exc), ("deploy", "targets")) from exc
+
+
 _RENDERERS: dict[str, Callable[[Plan, context.Context], dict[str, str]]] = {
     "command": _command,
     "vllm-config": _vllm_config,
@@ -154,6 +164,7 @@ _RENDERERS: dict[str, Callable[[Plan, context.Context], dict[str, str]]] = {
     "lws": _lws,
     "kserve": _kserve,
     "report": _report,
+    "charts": _charts,
 }
 
 

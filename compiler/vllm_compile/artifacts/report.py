@@ -86,9 +86,21 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
     features = [
         {"name": md(f.name), "gib": _gib(f.bytes_per_gpu), "detail": md(f.detail)} for f in mem.features
     ]
+    charts = []
+    if "charts" in ctx.targets:
+        from ..charts import chart_files  # names only: matplotlib is not imported here
+
+        titles = {
+            "memory.svg": "Memory per GPU",
+            "performance.svg": "Performance vs concurrency",
+            "layouts.svg": "Layouts weighed",
+        }
+        charts = [{"file": f, "title": titles[f]} for f in chart_files(plan)]
     return {
         "features": features,
         "extra_args": extra_args,
+        "charts": {c["file"]: c["title"] for c in charts},
+        "layouts": _layouts(plan),
         "gpu": plan.resolved.gpu.name,
         "util": f"{util:.2f}",
         "ranks": ranks,
@@ -231,3 +243,42 @@ def _percentile_rows(pct: dict[str, float]) -> list[tuple[str, str]]:
         if all(v is not None for v in values):
             rows.append((label, " / ".join(f"{v:.{digits}f}" for v in values)))
     return rows
+
+
+def _layouts(plan: Plan) -> dict[str, Any] | None:
+    """The Pareto frontier of the layouts weighed, as table rows (lowest ITL first)."""
+    live = [p for p in plan.layouts if p.starts and p.itl_ms is not None]
+    if not live:
+        return None
+    costed = all(p.usd_per_mtok is not None for p in live)
+    shown = sorted((p for p in live if p.frontier or p.role), key=lambda p: (p.itl_ms, p.label))
+    rows = [
+        {
+            "layout": md(p.label),
+            "gpus": p.gpus,
+            "value": f"{p.usd_per_mtok:.3f}" if costed else f"{p.output_tok_s_per_gpu:,.0f}",
+            "itl": f"{p.itl_ms:.1f}",
+            "ttft": f"{p.ttft_ms:.0f}",
+            "kv": f"{p.kv_tokens:,}",
+            "mark": ", ".join(
+                x
+                for x in (
+                    p.role,
+                    "frontier" if p.frontier else "",
+                    "" if p.within_profile else "what-if",
+                    "queues" if not p.holds_workload else "",
+                    "misses SLO" if p.slo_met is False else "",
+                )
+                if x
+            ),
+        }
+        for p in shown
+    ]
+    return {
+        "value_label": "USD per million output tokens" if costed else "Output tok/s per GPU",
+        "axis": "cost per million output tokens" if costed else "output throughput per GPU",
+        "rows": rows,
+        "weighed": len(plan.layouts),
+        "start": len(live),
+        "searched": sum(1 for p in plan.layouts if p.searched),
+    }

@@ -28,6 +28,8 @@ from .settings import with_capture_sizes
 from .workload import Workload, workload_of
 
 DESKTOP_MAX_UTILIZATION = 0.95  # a desktop GPU also drives a display: its compositor needs headroom
+TRADE_FP8_KV = 2  # trade costs of the search's fixes (see _memory_fixes), cheapest first
+TRADE_FP8_WEIGHTS = 4
 
 
 @dataclass
@@ -177,11 +179,11 @@ def _memory_fixes(
     if util_ok:
         fixes.append(({"gpu_memory_utilization": cap}, 1))
     if kv_ok:
-        fixes.append(({"kv_cache_dtype": "fp8"}, 2))
+        fixes.append(({"kv_cache_dtype": "fp8"}, TRADE_FP8_KV))
         if util_ok:
             fixes.append(({"kv_cache_dtype": "fp8", "gpu_memory_utilization": cap}, 3))
     if quant_ok:
-        fixes.append(({"quantization": "fp8"}, 4))
+        fixes.append(({"quantization": "fp8"}, TRADE_FP8_WEIGHTS))
         if util_ok:
             fixes.append(({"quantization": "fp8", "gpu_memory_utilization": cap}, 5))
         if kv_ok:
@@ -284,10 +286,24 @@ SEARCHED = (
 )
 
 
+def evaluate(resolved: Resolved, engine: EngineConfig, workload: Workload, cost: int = 0) -> Candidate:
+    """One engine judged (start-up verdict) and scored at the workload's load, as the search does;
+    `cost`: the accuracy/safety trades it takes, on the scale of `_memory_fixes`."""
+    return _evaluate(resolved, engine, workload, cost)
+
+
 def recommend(
     resolved: Resolved, engine: EngineConfig, decisions: dict[str, Decision], workload: Workload | None = None
 ) -> tuple[EngineConfig, dict[str, Decision]]:
     """Search the settings the profile left to us; return the engine and the updated decisions."""
+    final, out, _ = recommend_with_candidates(resolved, engine, decisions, workload)
+    return final, out
+
+
+def recommend_with_candidates(
+    resolved: Resolved, engine: EngineConfig, decisions: dict[str, Decision], workload: Workload | None = None
+) -> tuple[EngineConfig, dict[str, Decision], list[Candidate]]:
+    """`recommend`, also returning every candidate the search evaluated (the layouts view draws them)."""
     workload = workload or workload_of(resolved)
     best, evaluated = search(resolved, engine, decisions, workload)
     out = dict(decisions)
@@ -320,7 +336,7 @@ def recommend(
         and final.max_num_seqs > final.max_num_batched_tokens
     ):
         final = _with(resolved, final, max_num_seqs=final.max_num_batched_tokens)
-    return final, out
+    return final, out, evaluated
 
 
 def validate(

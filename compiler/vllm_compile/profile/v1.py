@@ -20,7 +20,9 @@ Quantization = Literal[
     "auto", "none", "awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "compressed-tensors",
     "modelopt", "modelopt_fp4", "mxfp4", "bitsandbytes", "gguf",
 ]  # fmt: skip
-Target = Literal["command", "vllm-config", "profile", "compose", "helm", "k8s", "lws", "kserve", "report"]
+Target = Literal[
+    "command", "vllm-config", "profile", "compose", "helm", "k8s", "lws", "kserve", "report", "charts"
+]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
@@ -260,7 +262,7 @@ class ResourcesSpec(_Section):
 
 class DeploySpec(_Section):
     targets: list[Target] = Field(
-        default_factory=lambda: ["command", "vllm-config", "compose", "helm", "k8s", "report"]
+        default_factory=lambda: ["command", "vllm-config", "compose", "helm", "k8s", "report", "charts"]
     )
     image: str = "vllm/vllm-openai"
     tag: str | None = Field(None, description="Image tag; default v<vllm.version>.")
