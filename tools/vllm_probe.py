@@ -285,6 +285,7 @@ def config_probes(top: argparse.ArgumentParser, sub: argparse.ArgumentParser, cm
         yamls["object_level"] = f"{comp}:\n  level: 3\n"
         yamls["object_mode"] = f"{comp}:\n  mode: 3\n"
         yamls["object_string"] = f"{comp}: '{{\"level\": 3}}'\n"
+        yamls["object_mode_string"] = f"{comp}: '{{\"mode\": 3}}'\n"
         yamls["object_capture"] = f"{comp}:\n  cudagraph_capture_sizes: [8, 16]\n"
     argvs: dict[str, list[str]] = {
         "cli_O_space": ["-O", "3"],
