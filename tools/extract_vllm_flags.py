@@ -11,6 +11,8 @@ The dump is trimmed into `compiler/vllm_compile/facts/data/vllm_flags/<X>.json` 
     python tools/extract_vllm_flags.py --from-raw      # re-trim the raw dumps kept under --work
 
 Needs network to PyPI and ~15 GB free under /tmp per release (the uv cache is cleaned when space runs low).
+vLLM 0.25.0 imports torchcodec, which needs FFmpeg's shared libraries on the machine (Debian 12:
+apt-get install libavutil57 libavcodec59 libavformat59 libavdevice59 libavfilter8 libswscale6 libswresample4).
 """
 
 from __future__ import annotations
