@@ -44,12 +44,13 @@ def test_every_value_names_its_source() -> None:
     assert "17885" in get_vllm_version("0.9.0").sources["batch_excluded_names"]
 
 
-def test_gpu_memory_utilization_and_graph_deduction_change_at_0_21() -> None:
-    # PR #38284: CUDA graph memory profiling on by default, utilization 0.9 -> 0.92, in v0.21.0.
-    for v in ("0.8.5", "0.10.2", "0.19.0", "0.20.0"):
+def test_gpu_memory_utilization_and_graph_deduction_change_at_0_20() -> None:
+    # PR #38284: CUDA graph memory profiling on by default, utilization 0.9 -> 0.92; the 0.20.0 wheel
+    # already has both (its EngineArgs and vllm.envs defaults, facts/data/vllm_flags/0.20.0.json).
+    for v in ("0.8.5", "0.10.2", "0.19.0"):
         version = get_vllm_version(v)
         assert (version.gpu_memory_utilization, version.cuda_graph_deducted) == (0.9, False)
-    for v in ("0.21.0", "0.28.0", "0.33.0"):
+    for v in ("0.20.0", "0.21.0", "0.28.0", "0.33.0"):
         version = get_vllm_version(v)
         assert (version.gpu_memory_utilization, version.cuda_graph_deducted) == (0.92, True)
 
@@ -185,3 +186,20 @@ def test_unknown_versions_name_the_supported_ones() -> None:
     with pytest.raises(UnknownVersionError):
         get_vllm_version("")
     assert issubclass(UnknownVersionError, ValueError)
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_table_defaults_match_what_each_release_says(version: str) -> None:
+    """The version table against the dump of each release (facts/data/vllm_flags, read from its parser,
+    its vllm.envs defaults and its source by tools/extract_vllm_flags.py)."""
+    from vllm_compile.facts import vllm_flags
+
+    dump = vllm_flags._release(version)
+    table = get_vllm_version(version)
+    assert table.gpu_memory_utilization == dump["engine_defaults"]["gpu_memory_utilization"]
+    # CUDA graph memory is taken before the KV cache exactly where the profiler's estimate is applied
+    # by default (v1/worker/gpu_worker.py: `if envs.VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`).
+    estimate = dump["env_defaults"].get("VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS", False)
+    assert table.cuda_graph_deducted is bool(estimate)
+    assert table.chunked_prefill_forced is dump["source_facts"]["chunked_prefill_forced"]
+    assert table.performance_mode is ("--performance-mode" in vllm_flags.flag_set(version).flags)

@@ -162,31 +162,8 @@ def _check_extra_args(plan: Plan, managed: set[str]) -> None:
 
 
 def extra_args_config(ctx: Context) -> dict[str, Any]:
-    """The profile's extra_args as `--config` keys (switch -> true, --no-x -> x: false, values as strings)."""
-    fs = vllm_flags.flag_set(ctx.vllm_version)
-    args = list(ctx.plan.resolved.profile.vllm.extra_args)
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        token = args[i]
-        i += 1
-        option, _, inline = token.partition("=")
-        if option.startswith("--"):
-            option = "--" + option[2:].split(".", 1)[0].replace("_", "-")
-        flag = fs.lookup(option)
-        if flag is None:
-            continue
-        if flag.is_bool:
-            out[flag.key] = option == flag.name
-            continue
-        values = [inline] if inline else []
-        while not inline and i < len(args) and not vllm_flags.is_option(args[i]):
-            values.append(args[i])
-            i += 1
-            if flag.nargs not in ("+", "*"):
-                break
-        out[flag.key] = values if flag.nargs in ("+", "*") else (values[0] if values else "")
-    return out
+    """The profile's extra_args as `--config` keys, in the form the release's loader honours."""
+    return vllm_flags.args_config(ctx.vllm_version, list(ctx.plan.resolved.profile.vllm.extra_args))
 
 
 def build(plan: Plan, targets: list[str]) -> Context:
@@ -265,9 +242,8 @@ def build(plan: Plan, targets: list[str]) -> Context:
     fs = vllm_flags.flag_set(ctx.vllm_version)
     if not fs.exact:
         ctx.notes.append(
-            f"flags for vLLM {fs.version} come from the vLLM {fs.base} flag set plus the renames and removals "
-            "vllm-compile records for the releases since (facts/vllm_flags.py CHANGES); only flags known to "
-            "exist there are written"
+            f"vLLM {fs.version} is not a release vllm-compile read flags from: the flags of vLLM {fs.base}, "
+            "the nearest lower release, are used"
         )
     if "kserve" in targets:
         ctx.notes.append(

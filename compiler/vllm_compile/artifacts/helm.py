@@ -120,6 +120,9 @@ def build(ctx: Context) -> dict[str, Any]:
     if deploy.tolerations:
         spec["tolerations"] = [t.model_dump(exclude_none=True) for t in deploy.tolerations]
     if ctx.spans_nodes:
+        # helm/templates/ray-cluster.yaml sets VLLM_USE_V1 to vllmConfig.v1, or to "0" (the V0 engine,
+        # where the release still has it) when the key is absent: say which engine the lock planned.
+        vllm_config["v1"] = "1" if plan.resolved.vllm.engine == "V1" else "0"
         # RayCluster mode: the head holds one node's GPUs, `replicaCount` workers hold the rest.
         spec["replicaCount"] = ctx.nodes - 1
         spec["raySpec"] = {

@@ -1,12 +1,12 @@
 """`vllm serve` flags per vLLM release: what exists, how it is spelt, and how a plan becomes flags.
 
-Flag sets come from `facts/data/vllm_flags/<version>.json`, extracted statically from the released
-wheels (argparse option strings, checked against the real parser; see the `source` field of each
-file) and trimmed to the fields read here. A supported version with no file of its own starts from
-the nearest lower file and applies `CHANGES` (dated renames, removals, additions) for the releases in
-between; its flag set is marked approximate (`FlagSet.exact` is False). Flags of the next carried file
-whose first release is not known are accepted when users pass them (`FlagSet.maybe`) but never emitted
-by the compiler, so generated commands only use flags known to exist in the targeted release.
+Every targeted release has `facts/data/vllm_flags/<version>.json`, dumped from that release's own
+`vllm serve` parser (tools/extract_vllm_flags.py: the release installed from PyPI, its parser built with
+vLLM's CPU platform as the current platform). Each file holds every option (name, aliases, negation,
+inverse, type, choices, nargs, default, deprecation), how the release's `--config` loader was observed
+to read booleans, lists and objects (`config_loader`), and EngineArgs' defaults (`engine_defaults`).
+A patch release without a file of its own ("0.19.1") uses the file of the nearest lower release
+(`FlagSet.exact` is False).
 """
 
 from __future__ import annotations
@@ -35,11 +35,18 @@ class Flag:
     takes_value: bool | str = True  # True | False | "optional"
     aliases: tuple[str, ...] = ()
     negation: str | None = None  # --no-x (argparse BooleanOptionalAction)
-    inverse: str | None = None  # --disable-x for --enable-x (FlexibleArgumentParser, newer releases)
+    inverse: str | None = None  # --disable-x for --enable-x (the opposite switch, newer releases)
     nargs: str | int | None = None
     action: str | None = None
     choices: tuple[Any, ...] | None = None  # exact argparse choices
     deprecated: bool = False
+    dest: str | None = None  # the argparse destination = the EngineArgs field
+    default: Any = field(default=None, compare=False, hash=False)
+    off_aliases: tuple[str, ...] = ()  # other spellings that turn a switch off (hidden --no-enable-x)
+
+    def turns_off(self, option: str) -> bool:
+        """Whether giving `option` (one of this switch's strings) sets it to False."""
+        return option in (self.negation, self.inverse, *self.off_aliases)
 
     @property
     def is_bool(self) -> bool:
@@ -52,35 +59,161 @@ class Flag:
 
 
 @dataclass(frozen=True)
-class Change:
-    """One flag change in a release, as the release notes and vLLM's arg_utils.py history say."""
+class ConfigLoader:
+    """How one release's `vllm serve --config` turns YAML into arguments, as observed on its parser.
 
-    version: str  # first release with the change
-    kind: str  # "rename" (new name added, old kept as a deprecated alias) | "remove" | "add"
-    flag: str
-    new: str | None = None  # rename target
-    note: str = ""
+    vLLM 0.8.5-0.10.x write `--key str(value)` for every non-boolean and `--key` for `true`, dropping
+    `false` (utils.py FlexibleArgumentParser._load_config_file); lists became `--key v1 v2` in 0.10.2.
+    """
+
+    bool_false: bool = False  # `x: false` turns x off (else it is silently dropped)
+    no_key: bool = True  # `no-x: true` turns x off
+    lists: bool = True  # `x: [1, 2]` gives x the list (else one refused string "[1, 2]")
+    objects: bool = True  # a mapping value reaches a JSON option as that object
+    O_key: str | None = None  # what `-O N` sets inside --compilation-config: "level" or "mode"
+    O_flag: str | None = None  # the flag FlexibleArgumentParser rewrites `-O N` / `-ON` into
 
 
-# Changes between the releases we carry files for (0.8.5, 0.10.2, 0.33.0), for the supported versions in
-# between. Only changes with a known first release are listed, each with its source; a flag whose first
-# release we do not know is accepted from users (FlagSet.maybe) but never emitted, and a flag whose
-# removal we cannot date stays accepted until the carried file that lacks it.
-CHANGES: tuple[Change, ...] = (
-    Change("0.9.0", "add", "--cuda-graph-sizes", note="vllm PR #17201 (merged after 0.8.5)"),
-    Change("0.11.0", "remove", "--max-seq-len-to-capture", note="vllm PR #25543"),
-    # vllm PR #26016: --cudagraph-capture-sizes / --max-cudagraph-capture-size; --cuda-graph-sizes deprecated.
-    Change("0.11.1", "add", "--max-cudagraph-capture-size", note="vllm PR #26016"),
-    Change("0.11.1", "rename", "--cuda-graph-sizes", new="--cudagraph-capture-sizes", note="vllm PR #26016"),
-    Change(
-        "0.12.0",
-        "remove",
-        "--disable-log-requests",
-        note="vllm PR #29402; logging is off unless --enable-log-requests",
-    ),
-    Change("0.13.0", "remove", "--task", note="deprecated by vllm PR #21470: use --runner / --convert"),
-    Change("0.18.0", "remove", "--swap-space", note="vllm PR #36216"),
-)
+def _vkey(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in version.split("."))
+    except ValueError:
+        raise FlagError(f"vLLM version {version!r} is not of the form X.Y.Z") from None
+
+
+@cache
+def carried_versions() -> tuple[str, ...]:
+    """Versions with a flags file of their own, ascending."""
+    names = [p.stem for p in _DATA.glob("*.json")]
+    return tuple(sorted(names, key=_vkey))
+
+
+@cache
+def _release(version: str) -> dict[str, Any]:
+    return dict(json.loads((_DATA / f"{version}.json").read_text(encoding="utf-8")))
+
+
+@cache
+def _load_file(version: str) -> dict[str, Flag]:
+    flags: dict[str, Flag] = {}
+    for e in _release(version)["flags"]:
+        flags[e["name"]] = Flag(
+            name=e["name"],
+            type=e.get("type"),
+            takes_value=e.get("takes_value", True),
+            aliases=tuple(e.get("aliases", ())),
+            negation=e.get("negation"),
+            inverse=e.get("inverse"),
+            nargs=e.get("nargs"),
+            action=e.get("action"),
+            choices=tuple(e["choices"]) if "choices" in e else None,
+            deprecated=bool(e.get("deprecated", False)),
+            dest=e.get("dest"),
+            default=e.get("default"),
+            off_aliases=tuple(e.get("off_aliases", ())),
+        )
+    return flags
+
+
+def _base_version(version: str) -> str:
+    carried = carried_versions()
+    lower = [v for v in carried if _vkey(v) <= _vkey(version)]
+    if not lower:
+        raise FlagError(
+            f"vLLM {version} is older than the oldest release vllm-compile knows flags for ({carried[0]})"
+        )
+    return lower[-1]
+
+
+@cache
+def config_loader(version: str) -> ConfigLoader:
+    """The `--config` loader behaviour of `version` (from the nearest lower release's dump)."""
+    raw = _release(_base_version(version)).get("config_loader", {})
+    return ConfigLoader(
+        bool_false=raw.get("bool_false") is False,
+        no_key=raw.get("bool_no_key_true") is False,
+        # A list of ints (the capture sizes) and, where the release has no such option, a list of names.
+        lists=raw.get("list_int") is True
+        or (raw.get("list_int") is None and raw.get("list_str_value") == ["a", "b"]),
+        # A YAML mapping reaches --compilation-config as an object (0.8.5, 0.19+; the ones between write
+        # str(dict), which is not JSON). `object_mode`: {mode: 3}, for releases that refuse `level`.
+        objects=raw.get("object") is True or raw.get("object_mode") is True,
+        O_key=raw.get("O_key"),
+        O_flag=raw.get("O_flag"),
+    )
+
+
+def engine_defaults(version: str) -> dict[str, Any]:
+    """EngineArgs' field defaults in `version` (None: decided at start-up from the model and the GPU)."""
+    return dict(_release(_base_version(version)).get("engine_defaults", {}))
+
+
+@dataclass(frozen=True)
+class FlagSet:
+    version: str
+    base: str  # the flags file it was built from
+    exact: bool
+    flags: dict[str, Flag]
+    strings: dict[str, Flag] = field(repr=False)  # every accepted option string -> its flag
+    # Kept for callers of the former interface: every release is read from its parser now, so there
+    # are no flags of unknown standing left.
+    maybe: dict[str, Flag] = field(default_factory=dict, repr=False)
+
+    def get(self, name: str) -> Flag | None:
+        return self.flags.get(name)
+
+    def lookup(self, option: str) -> Flag | None:
+        return self.strings.get(option)
+
+
+def _strings(flags: dict[str, Flag]) -> dict[str, Flag]:
+    out: dict[str, Flag] = {}
+    for f in flags.values():
+        for s in (f.name, *f.aliases, f.negation, f.inverse):
+            if s:
+                out[s] = f
+    return out
+
+
+@cache
+def flag_set(version: str) -> FlagSet:
+    """The flags `vllm serve` of `version` accepts."""
+    base = _base_version(version)
+    flags = dict(_load_file(base))
+    strings = _strings(flags)
+    o_flag = config_loader(base).O_flag
+    if o_flag in flags and "-O" not in strings:
+        strings["-O"] = flags[o_flag]  # parse_args rewrites -O N into it before argparse sees it
+    return FlagSet(version, base, base == version, flags, strings)
+
+
+def _history(option: str) -> list[tuple[str, Flag]]:
+    """(release, flag) for every carried release whose parser accepts `option`, ascending."""
+    return [(v, f) for v in carried_versions() if (f := flag_set(v).lookup(option)) is not None]
+
+
+def _explain_missing(option: str, version: str) -> str | None:
+    """Why `option` is not in `version`: removed or renamed after some release, or first in a later one."""
+    vk = _vkey(version)
+    seen = _history(option)
+    before = [(v, f) for v, f in seen if _vkey(v) < vk]
+    if before:
+        last, old = before[-1]
+        after = [v for v in carried_versions() if _vkey(v) > _vkey(last)]
+        gone_in = after[0] if after else version
+        now = flag_set(version).flags
+        renamed = next((f for f in now.values() if old.dest and f.dest == old.dest), None)
+        renamed = renamed or next(
+            (now[n] for n, olds in RENAMED.items() if option in olds and n in now), None
+        )
+        if renamed is not None:
+            return f"renamed to {renamed.name} in vLLM {gone_in} (vLLM {last} was the last with {option})"
+        return f"removed in vLLM {gone_in} (vLLM {last} was the last with it)"
+    later = [v for v, _ in seen if _vkey(v) > vk]
+    if later:
+        return f"first in vLLM {later[0]}"
+    return None
+
 
 # Engine settings (EngineConfig field names) -> the long flag in the newest spelling.
 SETTING_FLAGS: dict[str, str] = {
@@ -118,123 +251,11 @@ VALUE_ALIASES: dict[str, dict[str, str]] = {
 }
 
 
-def _vkey(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in version.split("."))
-    except ValueError:
-        raise FlagError(f"vLLM version {version!r} is not of the form X.Y.Z") from None
-
-
-@cache
-def carried_versions() -> tuple[str, ...]:
-    """Versions with a flags file of their own, ascending."""
-    names = [p.stem for p in _DATA.glob("*.json")]
-    return tuple(sorted(names, key=_vkey))
-
-
-@cache
-def _load_file(version: str) -> dict[str, Flag]:
-    raw = json.loads((_DATA / f"{version}.json").read_text(encoding="utf-8"))
-    flags: dict[str, Flag] = {}
-    for e in raw["flags"]:
-        flags[e["name"]] = Flag(
-            name=e["name"],
-            type=e.get("type"),
-            takes_value=e.get("takes_value", True),
-            aliases=tuple(e.get("aliases", ())),
-            negation=e.get("negation"),
-            inverse=e.get("inverse"),
-            nargs=e.get("nargs"),
-            action=e.get("action"),
-            choices=tuple(e["choices"]) if "choices" in e else None,
-            deprecated=bool(e.get("deprecated", False)),
-        )
-    return flags
-
-
-@dataclass(frozen=True)
-class FlagSet:
-    version: str
-    base: str  # the flags file it was built from
-    exact: bool
-    flags: dict[str, Flag]
-    strings: dict[str, Flag] = field(repr=False)  # every accepted option string -> its flag
-    gone: dict[str, str] = field(repr=False)  # removed/renamed option -> explanation
-    # Between two carried releases: options of the next carried release whose first release we do not
-    # know. Accepted in extra_args (vLLM may have them), never emitted on our own.
-    maybe: dict[str, Flag] = field(default_factory=dict, repr=False)
-
-    def get(self, name: str) -> Flag | None:
-        return self.flags.get(name)
-
-    def lookup(self, option: str) -> Flag | None:
-        return self.strings.get(option)
-
-
-def _strings(flags: dict[str, Flag]) -> dict[str, Flag]:
-    out: dict[str, Flag] = {}
-    for f in flags.values():
-        for s in (f.name, *f.aliases, f.negation, f.inverse):
-            if s:
-                out[s] = f
-    return out
-
-
-def _explain(ch: Change) -> str:
-    what = f"renamed to {ch.new}" if ch.kind == "rename" else "removed"
-    return f"{what} in vLLM {ch.version}" + (f" ({ch.note})" if ch.note else "")
-
-
-@cache
-def flag_set(version: str) -> FlagSet:
-    """The flags `vllm serve` of `version` accepts."""
-    carried = carried_versions()
-    vk = _vkey(version)
-    lower = [v for v in carried if _vkey(v) <= vk]
-    if not lower:
-        raise FlagError(
-            f"vLLM {version} is older than the oldest release vllm-compile knows flags for ({carried[0]})"
-        )
-    base = lower[-1]
-    flags = dict(_load_file(base))
-    gone: dict[str, str] = {}
-    maybe: dict[str, Flag] = {}
-    if base != version:
-        higher = [v for v in carried if _vkey(v) > vk]
-        upper = _load_file(higher[0]) if higher else {}
-        for ch in sorted(CHANGES, key=lambda c: _vkey(c.version)):
-            if not (_vkey(base) < _vkey(ch.version) <= vk):
-                continue
-            if ch.kind == "add" and ch.flag in upper:
-                flags[ch.flag] = upper[ch.flag]
-            elif ch.kind == "remove":
-                flags.pop(ch.flag, None)
-                gone[ch.flag] = _explain(ch)
-            elif ch.kind == "rename" and ch.new:
-                # The new name arrives; the old one stays as a deprecated alias until a dated removal
-                # (or the next carried file) drops it.
-                old = flags.get(ch.flag)
-                if old is not None:
-                    flags[ch.flag] = Flag(**{**old.__dict__, "deprecated": True})
-                if ch.new not in flags:
-                    src = upper.get(ch.new) or old
-                    if src is not None:
-                        flags[ch.new] = Flag(
-                            **{**src.__dict__, "name": ch.new, "negation": None, "inverse": None}
-                        )
-        known = _strings(flags)
-        maybe = {s: f for s, f in _strings(upper).items() if s not in known and s not in gone}
-    else:
-        # Exact file: explain flags that later/earlier files know under another name.
-        for ch in CHANGES:
-            if ch.flag not in flags and ch.kind in ("remove", "rename") and _vkey(ch.version) <= vk:
-                gone[ch.flag] = _explain(ch)
-    return FlagSet(version, base, base == version, flags, _strings(flags), gone, maybe)
-
-
 def _normalise_option(token: str) -> tuple[str, str | None]:
     """`--gpu_memory_utilization=0.9` -> (`--gpu-memory-utilization`, `0.9`), as FlexibleArgumentParser reads it."""
     value: str | None = None
+    if token.startswith("-O") and len(token) > 2:
+        return "-O", token[3:] if token[2] == "=" else token[2:]  # -O3, -O=3
     if "=" in token:
         token, value = token.split("=", 1)
     if token.startswith("--"):
@@ -310,28 +331,100 @@ def check_args(version: str, args: list[str]) -> list[str]:
     return errors
 
 
+def _typed(flag: Flag, word: str) -> Any:
+    """A command-line word as the YAML value the loader turns back into the same word."""
+    if flag.type == "json":
+        try:
+            return json.loads(word)
+        except ValueError:
+            return word
+    for kind, conv in (("int", int), ("float", float)):
+        if flag.type == kind:
+            try:
+                return conv(word)
+            except ValueError:
+                return word
+    return word
+
+
+def args_config(version: str, args: list[str]) -> dict[str, Any]:
+    """`vllm serve` arguments (a profile's extra_args) as `--config` keys this release's loader honours.
+
+    Switches become `x: true` or the release's way of saying false; JSON options become objects
+    (`-O 3` is {level: 3} or {mode: 3}, as the release's command line reads it; `--x.key v` nests);
+    lists become lists where the loader takes them. Unknown options are left out (check_args refuses
+    them first).
+    """
+    fs = flag_set(version)
+    loader = config_loader(version)
+    out: dict[str, Any] = {}
+    objects: dict[str, dict[str, Any]] = {}  # JSON options, merged over `--x.a 1 --x.b 2`
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if not isinstance(token, str) or not is_option(token):
+            continue
+        raw_option, _, inline = token.partition("=")
+        sub = raw_option[2:].split(".", 1)[1] if raw_option.startswith("--") and "." in raw_option else None
+        option, joined = _normalise_option(token if token.startswith("-O") else raw_option)
+        if joined is not None:
+            inline = joined  # -O3 / -O=3
+        flag = fs.lookup(option)
+        if flag is None:
+            continue
+        if flag.is_bool:
+            on = not flag.turns_off(option)
+            item = Setting(flag, on, loader, version).config_item()
+            if item is not None:
+                out[item[0]] = item[1]
+            continue
+        words = [inline] if inline else []
+        while not words or flag.nargs in ("+", "*"):
+            if i >= len(args) or is_option(args[i]):
+                break
+            words.append(args[i])
+            i += 1
+        values = [_typed(flag, w) for w in words]
+        value: Any = values if flag.nargs in ("+", "*") else (values[0] if values else "")
+        if flag.type == "json" and sub:
+            value = _nest(sub.split("."), value)
+        elif flag.type == "json" and not isinstance(value, dict) and option != flag.name and loader.O_key:
+            value = {loader.O_key: value}  # `-O N`: FlexibleArgumentParser reads it as the level/mode
+        if isinstance(value, dict):
+            objects[flag.name] = _merge(objects.get(flag.name, {}), value)
+            continue
+        item = Setting(flag, value, loader, version).config_item()
+        if item is not None:
+            out[item[0]] = item[1]
+    for name, obj in objects.items():
+        item = Setting(fs.flags[name], obj, loader, version).config_item()
+        if item is not None:
+            out[item[0]] = item[1]
+    return out
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    out: Any = value
+    for k in reversed(keys):
+        out = {k: out}
+    return dict(out)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _unknown(fs: FlagSet, option: str) -> str:
-    if option in fs.gone:
-        return f"unknown flag {option} for vLLM {fs.version}: {fs.gone[option]}"
-    later = _first_release(option, fs.version)
-    if later:
-        return f"unknown flag {option} for vLLM {fs.version}: {later}"
+    why = _explain_missing(option, fs.version)
+    if why:
+        return f"unknown flag {option} for vLLM {fs.version}: {why}"
     close = difflib.get_close_matches(option, [*fs.strings, *fs.maybe], n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"unknown flag {option} for vLLM {fs.version}{hint}"
-
-
-def _first_release(option: str, version: str) -> str | None:
-    """Where a later release accepts `option`: its first release (CHANGES), else the next carried file."""
-    vk = _vkey(version)
-    for ch in sorted(CHANGES, key=lambda c: _vkey(c.version)):
-        target = ch.new if ch.kind == "rename" else ch.flag
-        if ch.kind != "remove" and target == option and _vkey(ch.version) > vk:
-            return f"first in vLLM {ch.version}"
-    for v in carried_versions():
-        if _vkey(v) > vk and option in _strings(_load_file(v)):
-            return f"vLLM {v} has it"
-    return None
 
 
 def normalise_value(flag_name: str, value: Any) -> Any:
@@ -341,13 +434,18 @@ def normalise_value(flag_name: str, value: Any) -> Any:
     return value
 
 
+# Flags vLLM renamed (the newest spelling -> the older ones), for settings spelt in the newest form:
+# vllm PR #26016 (0.11.1) renamed --cuda-graph-sizes to --cudagraph-capture-sizes.
+RENAMED: dict[str, tuple[str, ...]] = {"--cudagraph-capture-sizes": ("--cuda-graph-sizes",)}
+
+
 def resolve_flag(fs: FlagSet, name: str) -> Flag | None:
     """The flag `name` (newest spelling) is known as in this version, following renames backwards."""
     if name in fs.flags:
         return fs.flags[name]
-    for ch in CHANGES:
-        if ch.kind == "rename" and ch.new == name and ch.flag in fs.flags:
-            return fs.flags[ch.flag]
+    for old in RENAMED.get(name, ()):
+        if old in fs.flags:
+            return fs.flags[old]
     return None
 
 
@@ -356,7 +454,9 @@ class Setting:
     """One decided setting, spelt for one vLLM version."""
 
     flag: Flag
-    value: Any  # python value: bool, int, float, str, list
+    value: Any  # python value: bool, int, float, str, list, dict (a JSON option)
+    loader: ConfigLoader = field(default_factory=ConfigLoader, compare=False)
+    version: str = ""
 
     def argv(self) -> list[str]:
         """Command-line words for this setting ([] where the version has no way to say it)."""
@@ -365,6 +465,8 @@ class Setting:
                 return [self.flag.name]
             off = self.flag.inverse or self.flag.negation
             return [off] if off else []
+        if isinstance(self.value, dict):
+            return [self.flag.name, json.dumps(self.value, sort_keys=True, separators=(",", ":"))]
         if isinstance(self.value, list | tuple):
             if self.flag.nargs in ("+", "*"):
                 return [self.flag.name, *(_word(v) for v in self.value)]
@@ -372,10 +474,35 @@ class Setting:
         return [self.flag.name, _word(self.value)]
 
     def config_item(self) -> tuple[str, Any] | None:
-        """(`--config` YAML key, value), or None where the version cannot express it."""
-        if self.flag.is_bool and not self.value and not (self.flag.inverse or self.flag.negation):
+        """(`--config` YAML key, value) in the form this release's loader honours; None where it is
+        vLLM's default and the loader has no way to say it.
+
+        Raises FlagError where the loader cannot express the value at all (a list of several values
+        before vLLM 0.10.2).
+        """
+        if self.flag.is_bool:
+            if self.value:
+                return self.flag.key, True
+            if self.loader.bool_false:
+                return self.flag.key, False
+            # `x: false` is dropped by the loader: say it with the switch that turns x off.
+            if self.flag.negation and self.loader.no_key:
+                return self.flag.negation[2:], True
+            if self.flag.inverse:
+                return self.flag.inverse[2:], True
             return None
-        return self.flag.key, self.value
+        if isinstance(self.value, list | tuple) and not self.loader.lists:
+            # The loader writes `--key str(value)`: one scalar is one word, a list one refused word.
+            if len(self.value) == 1:
+                return self.flag.key, self.value[0]
+            raise FlagError(
+                f"vLLM {self.version}'s --config loader cannot pass a list to {self.flag.name} (it writes "
+                f"str(list) as one word, which the parser refuses; lists work from vLLM 0.10.2): "
+                f"{self.flag.name} {' '.join(_word(v) for v in self.value)} can only go on the command line"
+            )
+        if isinstance(self.value, dict) and not self.loader.objects:
+            return self.flag.key, json.dumps(self.value, sort_keys=True)
+        return self.flag.key, list(self.value) if isinstance(self.value, tuple) else self.value
 
 
 def _word(v: Any) -> str:
@@ -399,6 +526,10 @@ def setting(version: str, name: str, value: Any) -> Setting | None:
     if flag.is_bool:
         value = bool(value)
         if not value and not (flag.inverse or flag.negation):
+            if flag.default is True:
+                raise FlagError(
+                    f"vLLM {version} has no switch that turns {flag.name} off (it is on by default)"
+                )
             return None  # a store_true flag off is vLLM's default
     elif flag.choices is not None and value is not None:
         allowed = [c for c in flag.choices if c is not None]
@@ -406,7 +537,7 @@ def setting(version: str, name: str, value: Any) -> Setting | None:
             raise FlagError(
                 f"vLLM {version} {flag.name} accepts {', '.join(str(c) for c in allowed)}; got {value!r}"
             )
-    return Setting(flag, value)
+    return Setting(flag, value, config_loader(version), version)
 
 
 # Decisions whose value reaches the command line; vLLM's own defaults are left to vLLM.
@@ -415,14 +546,19 @@ EMITTED_BY = frozenset({"user", "recommended"})
 ALWAYS = ("max_model_len",)
 # Written when they differ from vLLM's default of 1.
 WHEN_PARALLEL = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+# Taken from the profile as given (no decision of their own): written whenever they differ from the
+# release's EngineArgs default, because the plan's memory numbers depend on them.
+DIRECT = ("kv_cache_memory_bytes", "num_gpu_blocks_override", "cpu_offload_gb")
 
 
 def plan_settings(plan: Plan) -> list[Setting]:
     """The plan's engine settings as flags of the targeted version, in a stable order.
 
     Emitted: settings decided by the user or by a recommendation, max_model_len, parallel sizes > 1,
-    the served model name, the port, trust-remote-code and a pinned revision. A setting whose flag does
-    not exist in the version is left out (vLLM's behaviour there is what the plan assumed).
+    the profile's offload / block override / KV memory when set, the served model name, the port,
+    trust-remote-code and a pinned revision. A vLLM-default setting whose flag does not exist in the
+    version is left out (vLLM's behaviour there is what the plan assumed); a user's setting the version
+    has no flag for is a FlagError.
     """
     resolved = plan.resolved
     version = resolved.vllm.version
@@ -430,10 +566,12 @@ def plan_settings(plan: Plan) -> list[Setting]:
     profile = resolved.profile
     out: list[Setting] = []
 
-    def add(name: str, value: Any) -> None:
+    def add(name: str, value: Any, required: bool = False) -> None:
         s = setting(version, name, value)
         if s is not None:
             out.append(s)
+        elif required and resolve_flag(flag_set(version), name) is None:
+            raise FlagError(f"vLLM {version} has no {name}: the profile's {value!r} cannot be passed to it")
 
     add("--served-model-name", profile.model.served_model_name or profile.model.id)
     add("--port", profile.deploy.port)
@@ -442,6 +580,12 @@ def plan_settings(plan: Plan) -> list[Setting]:
         decision = plan.decisions.get(field_name)
         if field_name in WHEN_PARALLEL:
             wanted = value > 1
+        elif field_name in DIRECT:
+            default = engine_defaults(version).get(field_name)
+            wanted = value is not None and value != default and not (default is None and value == 0)
+            if wanted:
+                add(flag_name, value, required=True)
+            continue
         else:
             wanted = field_name in ALWAYS or (decision is not None and decision.by in EMITTED_BY)
         if wanted and value is not None:
@@ -450,7 +594,7 @@ def plan_settings(plan: Plan) -> list[Setting]:
                 # from which vLLM filled in the sizes (config.py _set_cudagraph_sizes, len(sizes) == 1).
                 add("--cudagraph-capture-sizes", [value])
                 continue
-            add(flag_name, value)
+            add(flag_name, value, required=decision is not None and decision.by == "user")
     if profile.model.trust_remote_code:
         add("--trust-remote-code", True)
     revision = profile.model.revision or resolved.model.revision

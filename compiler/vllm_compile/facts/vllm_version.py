@@ -33,6 +33,9 @@ class VllmVersion(BaseModel):
     async_scheduling: bool = True
     prefix_caching_default: bool = True
     chunked_prefill_default: bool = True
+    # engine/arg_utils.py _set_default_args(_v1) sets enable_chunked_prefill = True for generative
+    # models at start-up whatever the flag says ("V1 always uses chunked prefills", 0.8.5-0.11.0).
+    chunked_prefill_forced: bool = False
     source: str = ""
     # --- added by helper "gpu" (all optional; see facts/data/vllm_versions.json for the sources) ---
     v0_available: bool = False  # can VLLM_USE_V1=0 still select the V0 engine?

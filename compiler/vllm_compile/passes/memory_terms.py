@@ -90,8 +90,9 @@ def gib_bytes(x: float) -> int:
     return int(round(x * GIB))
 
 
-# CUDA graph pool estimate where the version deducts it before the KV cache (default since 0.21.0:
-# "CUDA graph memory profiling is enabled (default since v0.21.0)", reference/vllm_memory_model.md 1).
+# CUDA graph pool estimate where the version deducts it before the KV cache (VllmVersion.cuda_graph_deducted:
+# VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1 from the 0.20.0 wheel, although its log says
+# "default since v0.21.0"; reference/vllm_memory_model.md 1).
 # Least-squares fit on vLLM's own "CUDA graph pool memory: ... (estimated)" figures of the 25 0.19.0
 # calibration logs (0.49-1.69 GiB; mean absolute error of the fit 0.17 GiB): a fixed pool, a part per
 # decoder layer on the GPU, more with custom all-reduce (TP >= 2) and with MoE layers.

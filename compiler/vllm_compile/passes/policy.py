@@ -135,6 +135,11 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
                 f"{_g(b.baseline_bytes)} for the CUDA context and NCCL), below the policy's "
                 f"{policy.headroom_gb:g} GB headroom for other processes and allocator slack."
             )
+        if resolved.profile.vllm.enable_chunked_prefill is False and engine.enable_chunked_prefill:
+            warnings.append(
+                f"enable_chunked_prefill: false is not what runs: vLLM {resolved.vllm.version} turns chunked "
+                "prefill on at start-up for generative models; the plan assumes it on."
+            )
         if engine.kv_cache_memory_bytes is not None:
             warnings.append(
                 f"kv_cache_memory_bytes={engine.kv_cache_memory_bytes} bypasses vLLM's profiling: the budget is not checked."

@@ -127,6 +127,15 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         version.chunked_prefill_default,
         f"vLLM {v} default",
     )
+    if version.chunked_prefill_forced and not chunked:
+        # vLLM turns it back on at start-up: plan what runs (policy.judge warns about the profile).
+        chunked = True
+        decisions["enable_chunked_prefill"] = Decision(
+            value=True,
+            by="vllm-default",
+            reason=f"vLLM {v} turns chunked prefill on at start-up for generative models whatever "
+            "--enable-chunked-prefill says (engine/arg_utils.py: 'V1 always uses chunked prefills')",
+        )
     batch = batch_defaults(version, gpu)
     seqs_default, tokens_default = batch.max_num_seqs, batch.max_num_batched_tokens
     # engine/arg_utils.py: without chunked prefill one step must hold a whole prompt; a step never
