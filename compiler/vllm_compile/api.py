@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, DiagnosticError, ExitCode
+from .diagnostics import INTERNAL_CODE, Diagnostic, DiagnosticError, ExitCode, diagnostics_for
 from .facts.model_facts import ModelFacts
 from .lock import LOCK_FILE, LockFile, build_lock, dump_lock, inputs_sha256, locked_model
 from .plan import Plan, Resolved
@@ -104,6 +104,11 @@ class ProfileResult:
     def fails_policy(self) -> bool:
         return bool(self.summary.get("fails_policy"))
 
+    @property
+    def internal(self) -> bool:
+        """A bug in the compiler stopped this profile (exit 3), not its input."""
+        return any(d.code == INTERNAL_CODE for d in self.diagnostics)
+
 
 @dataclass
 class CompileResult:
@@ -116,6 +121,8 @@ class CompileResult:
 
     @property
     def exit_code(self) -> ExitCode:
+        if any(d.code == INTERNAL_CODE for d in self.diagnostics) or any(r.internal for r in self.results):
+            return ExitCode.INTERNAL
         if self.diagnostics or any(r.invalid for r in self.results):
             return ExitCode.INVALID
         if any(r.fails_policy for r in self.results):
@@ -182,6 +189,34 @@ def discover(paths: Iterable[Path]) -> list[Path]:
     return sorted(found)
 
 
+def _error_boundary(compile_fn):
+    """Whatever escapes a compile (outside one profile's own boundary) is a diagnostic, never a traceback:
+    an OSError (out/ not writable, disk full) is the environment's, anything else a bug (exit 3)."""
+
+    @functools.wraps(compile_fn)
+    def wrapper(paths: Sequence[str | Path], **options: Any) -> CompileResult:
+        try:
+            return compile_fn(paths, **options)
+        except Exception as exc:
+            if isinstance(exc, OSError):
+                where = exc.filename if isinstance(exc.filename, str) else "<out>"
+                diagnostics = [Diagnostic(where, 0, 0, "io", exc.strerror or str(exc))]
+            else:
+                diagnostics = diagnostics_for(exc, "<compile>")
+            out = options.get("out_dir")
+            return CompileResult(
+                root=Path.cwd(),
+                out_dir=Path(out) if out else Path.cwd() / "out",
+                results=[],
+                stale=[],
+                check=bool(options.get("check")),
+                diagnostics=diagnostics,
+            )
+
+    return wrapper
+
+
+@_error_boundary
 def compile_paths(
     paths: Sequence[str | Path],
     *,
@@ -249,12 +284,36 @@ def _relative_to_root(path: Path, root: Path) -> str:
 def _compile_one(
     path: Path, *, root: Path, out: Path, check: bool, force: bool, emit: list[str] | None
 ) -> ProfileResult:
+    """One profile, inside the error boundary: any exception becomes this profile's diagnostics
+    (at the field it names, where it names one) and nothing of it is written."""
     item = ProfileResult(path=path, display=_display(path))
+    seen: list[LoadedProfile] = []
+    try:
+        return _compile_loaded(item, seen, root=root, out=out, check=check, force=force, emit=emit)
+    except Exception as exc:
+        position = seen[0].position if seen else None
+        item.diagnostics = diagnostics_for(exc, item.display, position)
+        item.changes, item.plan, item.summary, item.reused = [], None, {}, False
+        return item
+
+
+def _compile_loaded(
+    item: ProfileResult,
+    seen: list[LoadedProfile],
+    *,
+    root: Path,
+    out: Path,
+    check: bool,
+    force: bool,
+    emit: list[str] | None,
+) -> ProfileResult:
+    path = item.path
     try:
         loaded = load_profile(path, item.display)
     except DiagnosticError as exc:
         item.diagnostics = list(exc.diagnostics)
         return item
+    seen.append(loaded)
     item.name = loaded.name
     directory = out / loaded.name
     previous = LockFile.read(directory / LOCK_FILE)

@@ -41,11 +41,17 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
     v = version.version
 
     dtype_default = resolve_dtype(model, "auto", gpu.compute_capability)
+    try:
+        user_dtype = (
+            resolve_dtype(model, profile.model.dtype, gpu.compute_capability)
+            if _user(profile.model.dtype)
+            else None
+        )
+    except ValueError as exc:  # e.g. bfloat16 on a T4: vLLM refuses it at start-up
+        raise SettingsError(("model", "dtype"), str(exc)) from exc
     dtype = pick(
         "dtype",
-        resolve_dtype(model, profile.model.dtype, gpu.compute_capability)
-        if _user(profile.model.dtype)
-        else None,
+        user_dtype,
         dtype_default,
         f"vLLM {v} `auto`: checkpoint dtype {model.dtype} on compute capability {gpu.compute_capability}",
     )
