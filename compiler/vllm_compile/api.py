@@ -21,7 +21,16 @@ from .plan import Plan, Resolved
 from .profile.loader import LoadedProfile, is_base, load_profile, profile_from_dict
 from .profile.v1 import Profile
 from .resolve import ResolveError, resolve
-from .write import Change, apply_changes, pending_changes, remove_tree
+from .write import (
+    STAGING_DIR,
+    Change,
+    apply_changes,
+    leftovers,
+    out_lock,
+    pending_changes,
+    remove_leftovers,
+    remove_tree,
+)
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 POLICY_CODE = "oom-risk"
@@ -118,16 +127,17 @@ class CompileResult:
     stale: list[Path]  # output folders of profiles that no longer exist
     check: bool
     diagnostics: list[Diagnostic] = field(default_factory=list)  # not tied to one profile
+    leftovers: list[Path] = field(default_factory=list)  # temporary files of an interrupted compile (--check)
 
     @property
     def exit_code(self) -> ExitCode:
         if any(d.code == INTERNAL_CODE for d in self.diagnostics) or any(r.internal for r in self.results):
             return ExitCode.INTERNAL
-        if self.diagnostics or any(r.invalid for r in self.results):
+        if any(d.severity == "error" for d in self.diagnostics) or any(r.invalid for r in self.results):
             return ExitCode.INVALID
         if any(r.fails_policy for r in self.results):
             return ExitCode.POLICY
-        if self.check and (self.stale or any(r.changes for r in self.results)):
+        if self.check and (self.stale or self.leftovers or any(r.changes for r in self.results)):
             return ExitCode.POLICY
         return ExitCode.OK
 
@@ -196,7 +206,9 @@ def _error_boundary(compile_fn):
     @functools.wraps(compile_fn)
     def wrapper(paths: Sequence[str | Path], **options: Any) -> CompileResult:
         try:
-            return compile_fn(paths, **options)
+            # The lock on out/ is held from reading the previous locks to the last rename.
+            with out_lock(output_dir(paths, options.get("out_dir")), shared=bool(options.get("check"))):
+                return compile_fn(paths, **options)
         except Exception as exc:
             if isinstance(exc, OSError):
                 where = exc.filename if isinstance(exc.filename, str) else "<out>"
@@ -234,8 +246,9 @@ def compile_paths(
     does not depend on it."""
     given = [Path(p) for p in paths]
     root = find_root(given)
-    out = Path(out_dir).resolve() if out_dir else root / "out"
+    out = output_dir(given, out_dir)
     result = CompileResult(root=root, out_dir=out, results=[], stale=[], check=check)
+    _leftovers(result)
     for path in given:
         if not path.exists():
             result.diagnostics.append(Diagnostic(str(path), 0, 0, "usage", "no such file or directory"))
@@ -262,11 +275,37 @@ def compile_paths(
     if not check:
         for item in result.results:
             if item.changes and not item.invalid:
-                apply_changes(item.changes)
+                apply_changes(item.changes, staging=out / STAGING_DIR)
         if prune:
             for directory in result.stale:
                 remove_tree(directory)
+        remove_leftovers(out)
     return result
+
+
+def output_dir(paths: Sequence[str | Path], out_dir: str | Path | None) -> Path:
+    """`out_dir`, else out/ at the root of the git repository holding the first path."""
+    return Path(out_dir).resolve() if out_dir else find_root([Path(p) for p in paths]) / "out"
+
+
+def _leftovers(result: CompileResult) -> None:
+    """An interrupted compile's temporary files: removed by a compile (it holds the exclusive lock, so
+    they are nobody's), reported by --check."""
+    if not result.check:
+        remove_leftovers(result.out_dir)
+        return
+    result.leftovers = leftovers(result.out_dir)
+    for path in result.leftovers:
+        result.diagnostics.append(
+            Diagnostic(
+                _relative_to_root(path, result.root),
+                0,
+                0,
+                "leftover",
+                "temporary file of an interrupted compile; the next compile removes it",
+                "warning",
+            )
+        )
 
 
 def _display(path: Path) -> str:
@@ -323,8 +362,11 @@ def _compile_loaded(
     except ResolveError as exc:
         item.diagnostics = [Diagnostic(*loaded.position(exc.path), "resolve", str(exc))]
         return item
-    inputs_hash = inputs_sha256(loaded.data, resolved)
     targets = emit or list(dict.fromkeys(loaded.profile.deploy.targets))
+    # What is emitted is an input: a lock written under --emit is not current for a plain run, and
+    # the reverse (the lock's artifact list would not match what is asked for).
+    overridden = emit is not None and targets != list(dict.fromkeys(loaded.profile.deploy.targets))
+    inputs_hash = inputs_sha256({**loaded.data, "x-emit": targets} if overridden else loaded.data, resolved)
     summary = previous.section("summary") if previous and not force and not check else None
     if (
         isinstance(summary, dict)
