@@ -116,6 +116,15 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
             f"{memory.kv.max_concurrency:.2f}x concurrency at {engine.max_model_len:,} tokens per request."
         )
 
+    # Explicitly sized KV caches (num_gpu_blocks_override, kv_cache_memory_bytes) bypass the budget.
+    from .overrides import override_warnings, start_failures
+
+    failures = start_failures(resolved, engine, memory) if starts else []
+    if failures:
+        starts = False
+        reasons[:] = failures
+    warnings.extend(override_warnings(resolved, engine, memory))
+
     # --- risk ---------------------------------------------------------------------------------
     risk: Risk = "LOW" if starts else "HIGH"
     if starts:
