@@ -37,18 +37,30 @@ BAD = {
     "rate-inf": (H100 + "workload: {request_rate: .inf}\n", "range"),
     "rate-nan": (H100 + "workload: {request_rate: .nan}\n", None),
     "vram-tiny": (BASE + "hardware: {gpu_name: H100, vram_gb: 1e-320}\n", "range"),
-    "params-huge": ("profile_version: 1\nmodel: {id: org/x, params_b: 1e308}\nhardware: {gpu_name: H100}\n", "range"),
+    "params-huge": (
+        "profile_version: 1\nmodel: {id: org/x, params_b: 1e308}\nhardware: {gpu_name: H100}\n",
+        "range",
+    ),
     "gpus-1024": (BASE + "hardware: {gpu_name: H100, gpus: 1024}\n", "setting"),
-    "long-id": ("profile_version: 1\nmodel: {id: a/" + "b" * 1100 + "}\nhardware: {gpu_name: H100}\n", "limit"),
+    "long-id": (
+        "profile_version: 1\nmodel: {id: a/" + "b" * 1100 + "}\nhardware: {gpu_name: H100}\n",
+        "limit",
+    ),
     "prompt-1e10": (H100 + "workload: {prompt_tokens: 10000000000, gen_tokens: 10}\n", "range"),
     "alias-bomb": (_laughs(), "limit"),
     "deep": (H100 + "x: " + "[" * 5000 + "]" * 5000 + "\n", "limit"),
     "big-file": (H100 + "x:\n" + "".join(f"  k{i}: {i}\n" for i in range(40000)), "limit"),
     "env-newline": (H100 + 'deploy:\n  env: {"A\\nB": "1"}\n', "value"),
     "secret-newline": (H100 + 'deploy:\n  hf_token_secret: "tok\\n"\n', "value"),
-    "dash-id": ('profile_version: 1\nmodel: {id: "--trust-remote-code"}\nhardware: {gpu_name: H100}\n', "value"),
+    "dash-id": (
+        'profile_version: 1\nmodel: {id: "--trust-remote-code"}\nhardware: {gpu_name: H100}\n',
+        "value",
+    ),
     "pp-over-layers": (H100 + "parallelism: {pipeline_parallel_size: 64}\n", "setting"),
-    "no-version": ("model: {id: meta-llama/Llama-3.1-8B-Instruct}\nhardware: {gpu_name: H100}\n", "missing-key"),
+    "no-version": (
+        "model: {id: meta-llama/Llama-3.1-8B-Instruct}\nhardware: {gpu_name: H100}\n",
+        "missing-key",
+    ),
 }
 
 
@@ -133,7 +145,10 @@ def test_a_box_of_consumer_gpus_is_one_node(model: str, gpu: str, gpus: int, tmp
     out = tmp_path / "out" / "box"
     lock = yaml.safe_load((out / "vllm.lock.yaml").read_text())
     engine = lock["engine"]
-    assert engine["tensor_parallel_size"] * engine["pipeline_parallel_size"] * engine["data_parallel_size"] == gpus
+    assert (
+        engine["tensor_parallel_size"] * engine["pipeline_parallel_size"] * engine["data_parallel_size"]
+        == gpus
+    )
     assert engine["tensor_parallel_size"] > 1  # the heads divide: tensor parallel, not pipeline
     compose = yaml.safe_load((out / "docker-compose.yaml").read_text())
     assert "ray" not in (out / "serve.sh").read_text()
