@@ -243,3 +243,43 @@ def test_compiles_into_one_out_are_serialised(tmp_path: Path) -> None:
         order.append("second")
     thread.join()
     assert order == ["first done", "second"]
+
+
+def test_catalog_model_with_a_revision_compiles_offline(tmp_path: Path) -> None:
+    path = tmp_path / "rev.yaml"
+    path.write_text(
+        "profile_version: 1\nmodel: {id: meta-llama/Llama-3.1-8B-Instruct, revision: main, max_model_len: 8192}\n"
+        "hardware: {gpu_name: H100}\n"
+    )
+    result = api.compile_paths([path], out_dir=tmp_path / "out")
+    assert result.exit_code == ExitCode.OK
+    lock = (tmp_path / "out" / "rev" / "vllm.lock.yaml").read_text()
+    assert "is not pinned (HF_HUB_OFFLINE=1)" in lock
+
+
+def test_a_local_model_path_is_relative_to_the_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    fixture = Path(__file__).parent / "fixtures" / "models" / "tiny-llama-awq"
+    shutil.copytree(fixture, tmp_path / "models" / "tiny")
+    (tmp_path / "profiles").mkdir()
+    path = tmp_path / "profiles" / "local.yaml"
+    path.write_text(
+        "profile_version: 1\nmodel: {id: ../models/tiny, max_model_len: 4096}\nhardware: {gpu_name: H100}\n"
+    )
+    monkeypatch.chdir(tmp_path / "models")  # not where the path points from
+    result = api.compile_paths([path], out_dir=tmp_path / "out")
+    assert result.exit_code == ExitCode.OK, [d.format() for r in result.results for d in r.diagnostics]
+
+
+def test_vram_gb_override_is_said(tmp_path: Path) -> None:
+    path = tmp_path / "v.yaml"
+    path.write_text(
+        "profile_version: 1\nmodel: {id: Qwen/Qwen2.5-7B-Instruct, max_model_len: 8192}\n"
+        "hardware: {gpu_name: RTX 4090, vram_gb: 24}\n"
+    )
+    (item,) = api.compile_paths([path], out_dir=tmp_path / "out").results
+    (note,) = [w for w in item.summary["warnings"] if "overrides the catalog" in w]
+    assert "22.35 GiB" in note and "23.99 GiB" in note

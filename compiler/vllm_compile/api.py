@@ -357,8 +357,8 @@ def _compile_loaded(
     directory = out / loaded.name
     previous = LockFile.read(directory / LOCK_FILE)
     try:
-        locked = locked_model(previous) if _facts_need_lock(loaded.profile) else None
-        resolved = resolve(loaded.profile, loaded.name, locked_model=locked)
+        locked = locked_model(previous) if _facts_need_lock(loaded.profile, path.parent) else None
+        resolved = resolve(loaded.profile, loaded.name, locked_model=locked, base_dir=path.parent)
     except ResolveError as exc:
         item.diagnostics = [Diagnostic(*loaded.position(exc.path), "resolve", str(exc))]
         return item
@@ -407,12 +407,14 @@ def _compile_loaded(
     return item
 
 
-def _facts_need_lock(profile: Profile) -> bool:
+def _facts_need_lock(profile: Profile, base_dir: Path | None = None) -> bool:
     """Catalog models and local directories resolve without the network; only Hub facts come from the lock."""
     from .facts.model_catalog import catalog_row
+    from .facts.models import local_model_path
 
     spec = profile.model
-    return spec.revision is not None or (catalog_row(spec.id) is None and not Path(spec.id).is_dir())
+    local = local_model_path(spec.id, base_dir).is_dir()
+    return spec.revision is not None or (catalog_row(spec.id) is None and not local)
 
 
 def _lock_is_current(lock: LockFile, inputs_hash: str, directory: Path) -> bool:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .facts.model_facts import ModelFacts
 from .plan import Resolved
 from .profile.v1 import Profile
@@ -16,7 +18,10 @@ class ResolveError(ValueError):
         self.path = path
 
 
-def resolve(profile: Profile, name: str, *, locked_model: ModelFacts | None = None) -> Resolved:
+def resolve(
+    profile: Profile, name: str, *, locked_model: ModelFacts | None = None, base_dir: Path | None = None
+) -> Resolved:
+    """`base_dir`: the profile file's folder, which a relative local model.id is relative to."""
     from .facts.gpus import resolve_gpu
     from .facts.models import resolve_model
     from .facts.vllm_versions import get_vllm_version
@@ -30,7 +35,7 @@ def resolve(profile: Profile, name: str, *, locked_model: ModelFacts | None = No
     except ValueError as exc:
         raise ResolveError(("hardware", "gpu_name"), str(exc)) from exc
     try:
-        model = resolve_model(profile.model, locked=locked_model)
+        model = resolve_model(profile.model, locked=locked_model, base_dir=base_dir)
     except ValueError as exc:
         raise ResolveError(("model", "id"), str(exc)) from exc
     return Resolved(name=name, profile=profile, model=model, gpu=gpu, vllm=version)
