@@ -87,10 +87,14 @@ def test_unknown_model_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch) 
         resolve_model(ModelSpec(id="nobody/nothing-7b"))
 
 
-def test_pinned_revision_skips_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_revision_offline_uses_the_catalog_and_says_it_is_not_pinned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue #11: a catalog model with a revision compiles offline; the lock says the revision is not pinned.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelResolutionError):
-        resolve_model(ModelSpec(id="Qwen/Qwen3-8B", revision="c" * 40))
+    facts = resolve_model(ModelSpec(id="Qwen/Qwen3-8B", revision="c" * 40))
+    assert facts.source == "catalog" and facts.revision is None
+    assert any("is not pinned" in w and "c" * 40 in w for w in facts.warnings)
 
 
 def test_params_b_estimate_warns() -> None:

@@ -159,11 +159,18 @@ def test_hostile_names_in_the_multi_node_leader_script(tmp_path: Path) -> None:
     assert not pwned.exists()
 
 
-@pytest.mark.parametrize("bad", ["org/model\nrm -rf /", "org/model\r", "org/\x00model", "   "])
+@pytest.mark.parametrize("bad", ["org/model\nrm -rf /", "org/model\r", "org/\x00model", "   ", "-rf"])
 def test_control_characters_are_refused(bad: str) -> None:
-    plan = make_plan(profile_extra={"model": {"id": bad}})
-    with pytest.raises(RenderError, match="model id"):
-        render_artifacts(plan, ["command"])
+    """Refused by the front end (the schema), with the field and a reason, before any plan or artifact."""
+    from vllm_compile.api import load_profile_dict
+    from vllm_compile.diagnostics import DiagnosticError
+
+    data = {"profile_version": 1, "model": {"id": bad}, "hardware": {"gpu_name": "H100"}}
+    with pytest.raises(DiagnosticError) as caught:
+        load_profile_dict(data)
+    (diag,) = caught.value.diagnostics
+    assert diag.code == "value" and diag.message.startswith("model.id: ")
+    assert "control characters" in diag.message and "\n" not in diag.format()
 
 
 def test_token_never_written_anywhere() -> None:

@@ -14,14 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, DiagnosticError, ExitCode
+from .diagnostics import INTERNAL_CODE, Diagnostic, DiagnosticError, ExitCode, diagnostics_for
 from .facts.model_facts import ModelFacts
 from .lock import LOCK_FILE, LockFile, build_lock, dump_lock, inputs_sha256, locked_model
 from .plan import Plan, Resolved
 from .profile.loader import LoadedProfile, is_base, load_profile, profile_from_dict
 from .profile.v1 import Profile
 from .resolve import ResolveError, resolve
-from .write import Change, apply_changes, pending_changes, remove_tree
+from .write import (
+    STAGING_DIR,
+    Change,
+    apply_changes,
+    leftovers,
+    out_lock,
+    pending_changes,
+    remove_leftovers,
+    remove_tree,
+)
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 POLICY_CODE = "oom-risk"
@@ -197,6 +206,11 @@ class ProfileResult:
     def fails_policy(self) -> bool:
         return bool(self.summary.get("fails_policy"))
 
+    @property
+    def internal(self) -> bool:
+        """A bug in the compiler stopped this profile (exit 3), not its input."""
+        return any(d.code == INTERNAL_CODE for d in self.diagnostics)
+
 
 @dataclass
 class CompileResult:
@@ -206,14 +220,17 @@ class CompileResult:
     stale: list[Path]  # output folders of profiles that no longer exist
     check: bool
     diagnostics: list[Diagnostic] = field(default_factory=list)  # not tied to one profile
+    leftovers: list[Path] = field(default_factory=list)  # temporary files of an interrupted compile (--check)
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.diagnostics or any(r.invalid for r in self.results):
+        if any(d.code == INTERNAL_CODE for d in self.diagnostics) or any(r.internal for r in self.results):
+            return ExitCode.INTERNAL
+        if any(d.severity == "error" for d in self.diagnostics) or any(r.invalid for r in self.results):
             return ExitCode.INVALID
         if any(r.fails_policy for r in self.results):
             return ExitCode.POLICY
-        if self.check and (self.stale or any(r.changes for r in self.results)):
+        if self.check and (self.stale or self.leftovers or any(r.changes for r in self.results)):
             return ExitCode.POLICY
         return ExitCode.OK
 
@@ -275,6 +292,36 @@ def discover(paths: Iterable[Path]) -> list[Path]:
     return sorted(found)
 
 
+def _error_boundary(compile_fn):
+    """Whatever escapes a compile (outside one profile's own boundary) is a diagnostic, never a traceback:
+    an OSError (out/ not writable, disk full) is the environment's, anything else a bug (exit 3)."""
+
+    @functools.wraps(compile_fn)
+    def wrapper(paths: Sequence[str | Path], **options: Any) -> CompileResult:
+        try:
+            # The lock on out/ is held from reading the previous locks to the last rename.
+            with out_lock(output_dir(paths, options.get("out_dir")), shared=bool(options.get("check"))):
+                return compile_fn(paths, **options)
+        except Exception as exc:
+            if isinstance(exc, OSError):
+                where = exc.filename if isinstance(exc.filename, str) else "<out>"
+                diagnostics = [Diagnostic(where, 0, 0, "io", exc.strerror or str(exc))]
+            else:
+                diagnostics = diagnostics_for(exc, "<compile>")
+            out = options.get("out_dir")
+            return CompileResult(
+                root=Path.cwd(),
+                out_dir=Path(out) if out else Path.cwd() / "out",
+                results=[],
+                stale=[],
+                check=bool(options.get("check")),
+                diagnostics=diagnostics,
+            )
+
+    return wrapper
+
+
+@_error_boundary
 def compile_paths(
     paths: Sequence[str | Path],
     *,
@@ -306,6 +353,7 @@ def compile_paths(
         config = LoadedConfig(config=RepoConfig())
     out = Path(out_dir).resolve() if out_dir else root / (config.config.out or "out")
     result = CompileResult(root=root, out_dir=out, results=[], stale=[], check=check)
+    _leftovers(result)
     for path in given:
         if not path.exists():
             result.diagnostics.append(Diagnostic(str(path), 0, 0, "usage", "no such file or directory"))
@@ -341,11 +389,37 @@ def compile_paths(
     if not check:
         for item in result.results:
             if item.changes and not item.invalid:
-                apply_changes(item.changes)
+                apply_changes(item.changes, staging=out / STAGING_DIR)
         if prune:
             for directory in result.stale:
                 remove_tree(directory)
+        remove_leftovers(out)
     return result
+
+
+def output_dir(paths: Sequence[str | Path], out_dir: str | Path | None) -> Path:
+    """`out_dir`, else out/ at the root of the git repository holding the first path."""
+    return Path(out_dir).resolve() if out_dir else find_root([Path(p) for p in paths]) / "out"
+
+
+def _leftovers(result: CompileResult) -> None:
+    """An interrupted compile's temporary files: removed by a compile (it holds the exclusive lock, so
+    they are nobody's), reported by --check."""
+    if not result.check:
+        remove_leftovers(result.out_dir)
+        return
+    result.leftovers = leftovers(result.out_dir)
+    for path in result.leftovers:
+        result.diagnostics.append(
+            Diagnostic(
+                _relative_to_root(path, result.root),
+                0,
+                0,
+                "leftover",
+                "temporary file of an interrupted compile; the next compile removes it",
+                "warning",
+            )
+        )
 
 
 def _display(path: Path) -> str:
@@ -371,17 +445,53 @@ def _compile_one(
     config: Any = None,
     calibration: Sequence[Any] = (),
 ) -> ProfileResult:
+    """One profile, inside the error boundary: any exception becomes this profile's diagnostics
+    (at the field it names, where it names one) and nothing of it is written."""
     item = ProfileResult(path=path, display=_display(path))
+    seen: list[LoadedProfile] = []
+    try:
+        return _compile_loaded(
+            item,
+            seen,
+            root=root,
+            out=out,
+            check=check,
+            force=force,
+            emit=emit,
+            config=config,
+            calibration=calibration,
+        )
+    except Exception as exc:
+        position = seen[0].position if seen else None
+        item.diagnostics = diagnostics_for(exc, item.display, position)
+        item.changes, item.plan, item.summary, item.reused = [], None, {}, False
+        return item
+
+
+def _compile_loaded(
+    item: ProfileResult,
+    seen: list[LoadedProfile],
+    *,
+    root: Path,
+    out: Path,
+    check: bool,
+    force: bool,
+    emit: list[str] | None,
+    config: Any = None,
+    calibration: Sequence[Any] = (),
+) -> ProfileResult:
+    path = item.path
     try:
         loaded = load_profile(path, item.display, defaults=config.config.defaults if config else None)
     except DiagnosticError as exc:
         item.diagnostics = list(exc.diagnostics)
         return item
+    seen.append(loaded)
     item.name = loaded.name
     directory = out / loaded.name
     previous = LockFile.read(directory / LOCK_FILE)
     try:
-        locked = locked_model(previous) if _facts_need_lock(loaded.profile) else None
+        locked = locked_model(previous) if _facts_need_lock(loaded.profile, path.parent) else None
         resolved = resolve(loaded.profile, loaded.name, locked_model=locked, base_dir=path.parent)
     except ResolveError as exc:
         item.diagnostics = [Diagnostic(*loaded.position(exc.path), "resolve", str(exc))]
@@ -392,8 +502,13 @@ def _compile_one(
         **({"calibration": [r.model_dump(mode="json") for _, r in relevant]} if relevant else {}),
         **({"config": config_record} if config_record else {}),
     }
-    inputs_hash = inputs_sha256(loaded.data, resolved, extra)
     targets = emit or list(dict.fromkeys(loaded.profile.deploy.targets))
+    # What is emitted is an input: a lock written under --emit is not current for a plain run, and
+    # the reverse (the lock's artifact list would not match what is asked for).
+    overridden = emit is not None and targets != list(dict.fromkeys(loaded.profile.deploy.targets))
+    inputs_hash = inputs_sha256(
+        {**loaded.data, "x-emit": targets} if overridden else loaded.data, resolved, extra
+    )
     summary = previous.section("summary") if previous and not force and not check else None
     if (
         isinstance(summary, dict)
@@ -465,12 +580,14 @@ def _relevant_calibration(calibration: Sequence[Any], resolved: Resolved) -> lis
     ]
 
 
-def _facts_need_lock(profile: Profile) -> bool:
+def _facts_need_lock(profile: Profile, base_dir: Path | None = None) -> bool:
     """Catalog models and local directories resolve without the network; only Hub facts come from the lock."""
     from .facts.model_catalog import catalog_row
+    from .facts.models import local_model_path
 
     spec = profile.model
-    return spec.revision is not None or (catalog_row(spec.id) is None and not Path(spec.id).is_dir())
+    local = local_model_path(spec.id, base_dir).is_dir()
+    return spec.revision is not None or (catalog_row(spec.id) is None and not local)
 
 
 def _lock_is_current(lock: LockFile, inputs_hash: str, directory: Path) -> bool:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .diagnostics import ExitCode
+from .diagnostics import DEBUG_ENV, ExitCode, debug_enabled, internal_message, is_input_error
 
 # Subcommands living in their own modules, imported only when used (start-up time: the hook runs on every commit).
 SUBCOMMAND_MODULES = {
@@ -26,7 +27,9 @@ EXIT_CODES = """exit codes:
   0  every profile compiled and passes its policy (and, with --check, out/ is current)
   1  a policy failure (HIGH OOM risk by default; per profile policy.fail_on),
      or stale output under --check
-  2  invalid input (a profile, a fact that cannot be resolved) or usage"""
+  2  invalid input (a profile, a fact that cannot be resolved) or usage
+  3  internal error: a bug in vllm-compile, not in the input (please report it;
+     --debug prints the traceback)"""
 
 COMMANDS = """commands:
   vllm-compile [options] PATH...   compile profiles (files or directories) into out/
@@ -75,22 +78,42 @@ def compile_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes (default: one per core for 32+ profiles)",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an internal error (any command)"
+    )
     parser.add_argument("--version", action="version", version=f"vllm-compile {__version__}")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The one error boundary of every command: input errors are diagnostics (exit 2), anything else
+    is reported as a bug (exit 3) with its traceback only under --debug."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args_list:
+        args_list = [a for a in args_list if a != "--debug"]
+        os.environ[DEBUG_ENV] = "1"
     try:
-        if args_list and args_list[0] == "schema":
-            return _schema(args_list[1:])
-        if args_list and args_list[0] in SUBCOMMAND_MODULES:
-            return _subcommand(args_list[0], args_list[1:])
-        return _compile(compile_parser().parse_args(args_list))
+        return _dispatch(args_list)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
         return int(exc.code or 0) if isinstance(exc.code, int) else ExitCode.INVALID
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if is_input_error(exc) or isinstance(exc, OSError):  # the input's or the environment's
+            print(f"vllm-compile: error: {exc}", file=sys.stderr)
+            return ExitCode.INVALID
+        if debug_enabled():
+            raise
+        print(f"vllm-compile: {internal_message(exc)}", file=sys.stderr)
+        return ExitCode.INTERNAL
+
+
+def _dispatch(args_list: list[str]) -> int:
+    if args_list and args_list[0] == "schema":
+        return _schema(args_list[1:])
+    if args_list and args_list[0] in SUBCOMMAND_MODULES:
+        return _subcommand(args_list[0], args_list[1:])
+    return _compile(compile_parser().parse_args(args_list))
 
 
 def _schema(rest: list[str]) -> int:

@@ -21,6 +21,7 @@ class ResolveError(ValueError):
 def resolve(
     profile: Profile, name: str, *, locked_model: ModelFacts | None = None, base_dir: Path | None = None
 ) -> Resolved:
+    """`base_dir`: the profile file's folder, which a relative local model.id is relative to."""
     from .facts.gpus import resolve_gpu
     from .facts.models import resolve_model
     from .facts.vllm_versions import get_vllm_version
@@ -43,7 +44,7 @@ def resolve(
     except ExtraArgsError as exc:
         raise ResolveError(exc.path, str(exc)) from exc
     try:
-        model = resolve_model(profile.model, locked=locked_model)
+        model = resolve_model(profile.model, locked=locked_model, base_dir=base_dir)
     except ValueError as exc:
         raise ResolveError(("model", "id"), str(exc)) from exc
     draft = None

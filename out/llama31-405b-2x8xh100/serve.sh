@@ -9,11 +9,8 @@ export HF_TOKEN
 exec vllm serve meta-llama/Meta-Llama-3.1-405B \
   --served-model-name meta-llama/Meta-Llama-3.1-405B \
   --port 8000 \
-  --kv-cache-dtype auto \
   --max-model-len 16384 \
   --tensor-parallel-size 8 \
   --pipeline-parallel-size 2 \
-  --gpu-memory-utilization 0.92 \
   --max-num-batched-tokens 2048 \
-  --no-enforce-eager \
   --distributed-executor-backend ray

@@ -28,7 +28,7 @@ class GpuSpec(BaseModel):
     # links pairs, so TP > 2 still crosses PCIe. GB/s bidirectional; None = no bridge.
     nvlink_bridge_gbps: float | None = None
     pcie_gen: int = 4
-    gpus_per_node: int = 8  # the usual node size for this part
+    gpus_per_node: int = 8  # the most GPUs one machine of this part holds: `gpus` up to it is one node
     desktop: bool = False  # consumer/workstation part that also drives a display
     uma: bool = False  # unified memory (GH200, GB10): vLLM reads free memory from the host
     source: str = ""

@@ -50,12 +50,15 @@ def _lock_matches(spec: ModelSpec, locked: ModelFacts) -> bool:
     return (locked.revision or "").lower() == spec.revision.lower()
 
 
-def resolve_model(spec: ModelSpec, *, locked: ModelFacts | None = None) -> ModelFacts:
-    """ModelFacts for a profile's model, from the lock, a directory, the catalog or the Hub."""
+def resolve_model(
+    spec: ModelSpec, *, locked: ModelFacts | None = None, base_dir: Path | None = None
+) -> ModelFacts:
+    """ModelFacts for a profile's model, from the lock, a directory, the catalog or the Hub.
+    A relative directory is relative to `base_dir` (the profile's folder) when given."""
     if locked is not None and _lock_matches(spec, locked):
         return locked
 
-    path = Path(spec.id).expanduser()
+    path = local_model_path(spec.id, base_dir)
     if _looks_like_path(spec.id) or path.is_dir():
         if (path / "config.json").is_file():
             return facts_from_dir(path, model_id=spec.id)
@@ -64,10 +67,22 @@ def resolve_model(spec: ModelSpec, *, locked: ModelFacts | None = None) -> Model
             else f"model {spec.id!r}: no such directory (give a Hugging Face id or a folder with config.json)"
         )  # fmt: skip
 
-    if spec.revision is None:
+    if spec.revision is None or hub_offline():
         from vllm_compile.facts.model_catalog import catalog_facts
 
         facts = catalog_facts(spec.id)
+        if facts is not None and spec.revision is not None:
+            # Offline, a revision cannot be pinned to a commit: the catalog's facts stand in, and say so.
+            return facts.model_copy(
+                update={
+                    "warnings": [
+                        *facts.warnings,
+                        f"model.revision {spec.revision!r} is not pinned (HF_HUB_OFFLINE=1): the built-in "
+                        "catalog's facts for this model are used; compile once with network access to pin "
+                        "the commit in the lock",
+                    ]
+                }
+            )
         if facts is not None:
             return facts
 
@@ -83,6 +98,12 @@ def resolve_model(spec: ModelSpec, *, locked: ModelFacts | None = None) -> Model
     from vllm_compile.facts.hub import facts_from_hub
 
     return facts_from_hub(spec.id, revision=spec.revision)
+
+
+def local_model_path(model_id: str, base_dir: Path | None) -> Path:
+    """Where a local model.id points: relative to the profile's folder, not the working directory."""
+    path = Path(model_id).expanduser()
+    return base_dir / path if base_dir is not None and not path.is_absolute() else path
 
 
 def _looks_like_path(model_id: str) -> bool:

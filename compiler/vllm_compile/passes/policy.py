@@ -74,7 +74,16 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
             f"vLLM would not start: about {_g(free_at_start)} is free when the worker starts (the GPU less "
             f"{_g(b.baseline_bytes)} for the CUDA context and NCCL buffers) but the budget asks for "
             f"{_g(b.requested_bytes)} ({engine.gpu_memory_utilization:g} x {_g(b.gpu_total_bytes)}). "
-            f"gpu_memory_utilization {largest:g} or lower starts."
+            + (
+                f"gpu_memory_utilization {largest:g} or lower starts."
+                if non_kv < free_at_start
+                # ... unless the weights and the rest do not fit in what is free either: then a lower
+                # utilization cannot help, and the hint says what would.
+                else f"A lower gpu_memory_utilization would not start either: weights {_g(worst.weights_bytes)} "
+                f"+ activation peak {_g(worst.activation_peak_bytes)} + non-torch {_g(worst.non_torch_bytes)} + "
+                f"CUDA graphs {_g(worst.cuda_graph_bytes)} = {_g(non_kv)} exceed the {_g(free_at_start)} free."
+                + _what_would_fit(worst, engine)
+            )
         )
     elif engine.kv_cache_memory_bytes is None and worst.kv_cache_bytes <= 0:
         starts = False
@@ -106,6 +115,15 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
             f"{_g(b.cuda_graph_bytes)} in a budget of {_g(b.requested_bytes)}: {memory.kv.tokens:,} tokens, "
             f"{memory.kv.max_concurrency:.2f}x concurrency at {engine.max_model_len:,} tokens per request."
         )
+
+    # Explicitly sized KV caches (num_gpu_blocks_override, kv_cache_memory_bytes) bypass the budget.
+    from .overrides import override_warnings, start_failures
+
+    failures = start_failures(resolved, engine, memory) if starts else []
+    if failures:
+        starts = False
+        reasons[:] = failures
+    warnings.extend(override_warnings(resolved, engine, memory))
 
     # --- risk ---------------------------------------------------------------------------------
     risk: Risk = "LOW" if starts else "HIGH"

@@ -1,6 +1,6 @@
 """Recommend pass: decide every `auto` engine setting by a bounded search, and warn about risky choices.
 
-Search: layouts (TP within a node x PP across nodes x DP over the GPUs given), then for each layout
+Search: layouts (TP x PP x DP within and across nodes, passes.layout), then for each layout
 the cheapest memory fix that makes vLLM start and hold the workload (fp8 KV cache, a higher
 gpu_memory_utilization up to the policy's cap, fp8 weights when the policy allows quantization,
 eager mode, a shorter max_model_len), then the batch settings. Every candidate is judged by the
@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from ..plan import Decision, EngineConfig, MemoryPlan, PerfEstimate, Resolved, Verdict
 from . import perf_model as pm
 from .batching_sim import SteadyState
+from .layout import candidates, no_layout_message
 from .memory import plan_memory
 from .perf import _steady, kv_limit, slo_check, step_model
 from .policy import judge
-from .settings import with_capture_sizes
+from .settings import SettingsError, with_capture_sizes
 from .workload import Workload, workload_of
 
 DESKTOP_MAX_UTILIZATION = 0.95  # a desktop GPU also drives a display: its compositor needs headroom
@@ -43,14 +44,23 @@ class Candidate:
     score: float  # the objective, higher is better
     notes: list[str] = field(default_factory=list)
     cost_objective: bool = False  # objective `cost`: $ per million tokens before the trades taken
+    # 1: pipeline stages inside a node where a larger TP would shard the heads. The step model's PP
+    # (micro-batches, no bubble beyond the stages) is calibrated on fewer logs than its TP, so PP inside a
+    # node is chosen only where TP cannot go (heads that do not divide, an odd GPU count).
+    layout_rank: int = 0
 
     @property
     def key(self) -> tuple[float, ...]:
         short = 0 if self.state is None or self.state.running >= self.state.concurrency else 1
         starts = 0 if self.verdict.starts else 1
+        # Of candidates that do not start, the closest to fitting: the most memory left on the
+        # tightest GPU (whole GiB missing: a near tie goes to the preferred layout), not the first tried.
+        missing = (
+            0 if self.verdict.starts else math.ceil(-min(r.kv_cache_bytes for r in self.memory.ranks) / 2**30)
+        )
         if self.cost_objective:
-            return (starts, len(self.misses), short, -self.score, self.cost)
-        return (starts, len(self.misses), short, self.cost, -self.score)
+            return (starts, missing, len(self.misses), short, self.layout_rank, -self.score, self.cost)
+        return (starts, missing, len(self.misses), short, self.layout_rank, self.cost, -self.score)
 
 
 def _fixed(decisions: dict[str, Decision], name: str) -> bool:
@@ -58,37 +68,34 @@ def _fixed(decisions: dict[str, Decision], name: str) -> bool:
     return d is not None and d.by == "user"
 
 
-def _divisors_pow2(n: int) -> list[int]:
-    out, v = [], 1
-    while v <= n:
-        out.append(v)
-        v *= 2
-    if n not in out:
-        out.append(n)
-    return out
-
-
 def layouts(
     resolved: Resolved, engine: EngineConfig, decisions: dict[str, Decision]
 ) -> list[tuple[int, int, int]]:
-    """(tp, pp, dp) using the GPUs given: TP inside a node (it all-reduces twice per layer), PP only
-    across nodes (one hop per step), DP for what is left. Only TP sizes vLLM can shard the heads over."""
+    """(tp, pp, dp) using every GPU given, TP x PP x DP within and across nodes (passes.layout has
+    vLLM's rules). Sizes the user set are kept; no replicas (DP) are added to a layout the user fixed."""
     gpus = resolved.profile.hardware.gpus
     per_node = resolved.profile.hardware.gpus_per_node or resolved.gpu.gpus_per_node
     cur = (engine.tensor_parallel_size, engine.pipeline_parallel_size, engine.data_parallel_size)
     names = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
     fixed = [_fixed(decisions, n) for n in names]
+    layers = resolved.model.num_hidden_layers
     if all(fixed):
         return [cur]
-    options: set[tuple[int, int, int]] = set()
-    for tp in _divisors_pow2(min(gpus, per_node)):
-        if not resolved.model.supports_tensor_parallel(tp):
-            continue
-        options.add((tp, 1, max(gpus // tp, 1)))  # replicas inside the GPUs given
-        if gpus > per_node and tp == min(gpus, per_node):
-            options.add((tp, math.ceil(gpus / tp), 1))  # one replica over several nodes
-    out = [o for o in sorted(options) if all(not f or o[i] == cur[i] for i, f in enumerate(fixed))]
-    return out or [cur]
+    found = candidates(
+        gpus,
+        per_node,
+        layers,
+        resolved.model.supports_tensor_parallel,
+        tuple(v if f else None for v, f in zip(cur, fixed, strict=True)),  # type: ignore[arg-type]
+    )
+    if found:
+        return found
+    if not any(fixed):
+        raise SettingsError(
+            ("hardware", "gpus"),
+            no_layout_message(gpus, per_node, layers, resolved.model.supports_tensor_parallel),
+        )
+    return [cur]  # the user's sizes, as set (validate() says when they leave GPUs idle)
 
 
 def _evaluate(resolved: Resolved, engine: EngineConfig, workload: Workload, cost: int) -> Candidate:
@@ -218,7 +225,9 @@ def search(
 ) -> tuple[Candidate, list[Candidate]]:
     """The best candidate and all evaluated ones (for runner-ups)."""
     evaluated: list[Candidate] = []
+    per_node = resolved.profile.hardware.gpus_per_node or resolved.gpu.gpus_per_node
     for tp, pp, dp in layouts(resolved, engine, decisions):
+        rank = int(pp > 1 and tp * 2 <= per_node and resolved.model.supports_tensor_parallel(tp * 2))
         base = _with(
             resolved, engine, tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp
         )
@@ -226,6 +235,7 @@ def search(
             cand_engine = _with(resolved, base, **fix)
             cand_engine = _fit_len(resolved, cand_engine, decisions, workload)
             c = _evaluate(resolved, cand_engine, workload, cost)
+            c.layout_rank = rank
             evaluated.append(c)
             if c.verdict.starts and not c.misses and c.state and c.state.running >= c.state.concurrency:
                 break  # cheaper fixes come first: the first that fully works is this layout's pick
@@ -238,6 +248,7 @@ def search(
                 continue
             e = _with(resolved, best.engine, max_num_batched_tokens=mnbt)
             c = _evaluate(resolved, e, workload, best.cost)
+            c.layout_rank = best.layout_rank
             evaluated.append(c)
             if c.key < best.key and (best.score == 0 or abs(c.score - best.score) / abs(best.score) > 0.02):
                 best = c  # only for a real (>2%) gain: otherwise keep vLLM's default

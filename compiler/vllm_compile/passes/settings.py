@@ -41,11 +41,17 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
     v = version.version
 
     dtype_default = resolve_dtype(model, "auto", gpu.compute_capability)
+    try:
+        user_dtype = (
+            resolve_dtype(model, profile.model.dtype, gpu.compute_capability)
+            if _user(profile.model.dtype)
+            else None
+        )
+    except ValueError as exc:  # e.g. bfloat16 on a T4: vLLM refuses it at start-up
+        raise SettingsError(("model", "dtype"), str(exc)) from exc
     dtype = pick(
         "dtype",
-        resolve_dtype(model, profile.model.dtype, gpu.compute_capability)
-        if _user(profile.model.dtype)
-        else None,
+        user_dtype,
         dtype_default,
         f"vLLM {v} `auto`: checkpoint dtype {model.dtype} on compute capability {gpu.compute_capability}",
     )
@@ -96,10 +102,17 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         f"{default_tp} GPU(s): tensor parallel within a node",
         "derived",
     )
+    layers = model.num_hidden_layers
+    if _user(par.pipeline_parallel_size) and par.pipeline_parallel_size > layers:
+        raise SettingsError(
+            ("parallelism", "pipeline_parallel_size"),
+            f"pipeline_parallel_size {par.pipeline_parallel_size} is more stages than {model.id} has decoder "
+            f"layers ({layers}); vLLM gives each stage at least one layer: use at most {layers}",
+        )
     pp = pick(
         "pipeline_parallel_size",
         par.pipeline_parallel_size,
-        max(1, gpus // tp),
+        min(max(1, gpus // tp), layers),
         "the replica's remaining GPUs as pipeline stages (across nodes)",
         "derived",
     )

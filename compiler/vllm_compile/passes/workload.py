@@ -39,6 +39,8 @@ Objective = Literal["throughput", "latency", "balanced", "cost"]
 class WorkloadError(ValueError):
     """A workload section that cannot be turned into numbers."""
 
+    path: tuple[str, ...] = ("workload",)  # where the diagnostic points (the error boundary reads it)
+
 
 class Lengths(BaseModel):
     """A token-length distribution: the mean drives throughput, the tail drives p99 and memory."""

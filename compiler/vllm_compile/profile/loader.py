@@ -4,6 +4,7 @@ file:line:column."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from functools import cache
@@ -12,7 +13,24 @@ from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError, did_you_mean
 from ..resources import resource_dir
+from . import v1
 from .v1 import Profile
+
+# What a pattern of the schema means, said to a person.
+PATTERN_MEANING = {
+    v1.NO_CONTROL: "contains a control character (a newline, a tab ...)",
+    v1.TEXT: "contains a control character",
+    v1.ARGUMENT: "must not start with '-' or a space (vLLM would read it as a flag) nor contain control characters",
+    v1.WORD: "must be one word: no spaces or control characters, not starting with '-'",
+    v1.DNS_SUBDOMAIN: "is not a Kubernetes name: lowercase letters, digits, '-' and '.', "
+    "starting and ending with a letter or digit",
+    v1.LABEL_KEY: "is not a Kubernetes label key (e.g. cloud.google.com/gke-accelerator)",
+    v1.LABEL_VALUE: "is not a Kubernetes label value: letters, digits, '-', '_' and '.', at most 63",
+    v1.QUANTITY: "is not a Kubernetes quantity like 8, 500m, 64Gi",
+    v1.ENV_NAME: "is not an environment variable name: letters, digits and '_', not starting with a digit",
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "must be lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit",
+}
 
 SCHEMA_FILE = "profile.v1.schema.json"
 Path_ = tuple[str | int, ...]
@@ -100,8 +118,41 @@ _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
 _SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
 
 
+# Limits checked before anything is expanded or built: a profile is a few KB; these are a hundred
+# times what a real one needs, and they keep a hostile file (an alias bomb, 10,000-deep nesting, half a
+# million keys) from costing more than milliseconds.
+MAX_FILE_BYTES = 256 * 1024
+MAX_NODES = 20_000  # scalars, mappings and sequences after aliases and merge keys are expanded
+MAX_DEPTH = 32
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _Duplicate(Exception):
     pass
+
+
+class _Limit(Exception):
+    def __init__(self, message: str, mark: Any):
+        super().__init__(message)
+        self.mark = mark
+
+
+class _Budget:
+    """Counts nodes as they are expanded (an alias costs what it expands to)."""
+
+    def __init__(self) -> None:
+        self.left = MAX_NODES
+
+    def take(self, node: Any, depth: int) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _Limit(
+                f"the profile expands to more than {MAX_NODES:,} values (keys, items and aliases "
+                "expanded); a profile is a few hundred",
+                node.start_mark,
+            )
+        if depth > MAX_DEPTH:
+            raise _Limit(f"nesting deeper than {MAX_DEPTH} levels", node.start_mark)
 
 
 def _scalar(node: Any) -> Any:
@@ -125,39 +176,130 @@ def _scalar(node: Any) -> Any:
     return value
 
 
-def _plain_from_node(node: Any) -> Any:
+def _plain_from_node(node: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
+    """Plain data from libyaml's node graph. Aliases are the same node object (each use is counted
+    against the budget); `<<` merge keys merge as YAML 1.1 says (explicit keys win, earlier maps win)."""
     import yaml
 
+    budget = budget or _Budget()
+    budget.take(node, depth)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
+        merged: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = _plain_from_node(key_node)
+            if key_node.tag == _MERGE_TAG and isinstance(key_node, yaml.ScalarNode):
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in sources:
+                    part = _plain_from_node(source, budget, depth + 1)
+                    if not isinstance(part, dict):
+                        raise _Limit(
+                            "a `<<` merge key takes a mapping or a list of mappings", source.start_mark
+                        )
+                    for key, value in part.items():
+                        merged.setdefault(key, value)
+                continue
+            key = _plain_from_node(key_node, budget, depth + 1)
             key = str(key) if not isinstance(key, str) else key
             if key in out:
                 raise _Duplicate(key)
-            out[key] = _plain_from_node(value_node)
+            out[key] = _plain_from_node(value_node, budget, depth + 1)
+        for key, value in merged.items():
+            out.setdefault(key, value)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_plain_from_node(item) for item in node.value]
+        return [_plain_from_node(item, budget, depth + 1) for item in node.value]
     return _scalar(node)
 
 
+def _read_text(path: Path, display: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise DiagnosticError([Diagnostic(display, 0, 0, "read", exc.strerror or str(exc))]) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise DiagnosticError(
+            [
+                Diagnostic(
+                    display,
+                    0,
+                    0,
+                    "limit",
+                    f"file larger than {MAX_FILE_BYTES // 1024} KiB; a profile is a few KB",
+                )
+            ]
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DiagnosticError(
+            [Diagnostic(display, line, 0, "read", f"not UTF-8 text ({exc.reason})")]
+        ) from exc
+
+
+def _reader_error(exc: Any, text: str, display: str) -> DiagnosticError:
+    """A character YAML does not allow (a control character, even in a comment), at its position."""
+    position = getattr(exc, "position", 0) or 0
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    character = text[position] if 0 <= position < len(text) else ""
+    what = f"U+{ord(character):04X}" if character else "a character"
+    return DiagnosticError(
+        [
+            Diagnostic(
+                display,
+                line,
+                column,
+                "yaml",
+                f"{what} is not allowed in YAML (control characters are refused even in comments); remove it",
+            )
+        ]
+    )
+
+
 def _read_yaml(path: Path, display: str) -> Any:
-    """Plain data, fast (libyaml's composer). Any problem (a syntax error, a duplicate key, an alias
-    or a tag we do not read) goes to ruamel.yaml, which reports it with its position."""
+    """Plain data, fast (libyaml's composer), within the limits above. A syntax error or a duplicate
+    key goes to ruamel.yaml, which reports it with its position; explicit tags (`!`) are read by ruamel
+    too (its semantics decide), once the limits hold."""
     import yaml
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DiagnosticError([Diagnostic(display, 0, 0, "read", str(exc))]) from exc
+    text = _read_text(path, display)
     try:
         node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        if "&" in text or "*" in text or "!" in text:  # anchors, aliases, tags: ruamel's semantics decide
-            raise _Duplicate("")
-        return None if node is None else _plain_from_node(node)
-    except (yaml.YAMLError, _Duplicate):
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, display) from exc
+    except yaml.MarkedYAMLError as exc:
+        if "nesting depth" in str(exc.problem):  # libyaml's own guard (1000 levels)
+            mark = exc.problem_mark
+            raise DiagnosticError(
+                [
+                    Diagnostic(
+                        display,
+                        mark.line + 1,
+                        mark.column + 1,
+                        "limit",
+                        f"nesting deeper than {MAX_DEPTH} levels",
+                    )
+                ]
+            ) from exc
         return _ruamel_load(text, display)
+    except yaml.YAMLError:
+        return _ruamel_load(text, display)
+    if node is None:
+        return None
+    try:
+        data = _plain_from_node(node)
+    except _Duplicate:
+        return _ruamel_load(text, display)
+    except _Limit as exc:
+        mark = exc.mark
+        raise DiagnosticError(
+            [Diagnostic(display, mark.line + 1, mark.column + 1, "limit", str(exc))]
+        ) from exc
+    if "!" in text:  # maybe a tag: ruamel's reading decides (it is bounded: the limits held above)
+        return _ruamel_load(text, display)
+    return data
 
 
 def _ruamel_yaml():
@@ -170,10 +312,13 @@ def _ruamel_yaml():
 
 def _ruamel_load(text: str, display: str) -> Any:
     from ruamel.yaml.constructor import DuplicateKeyError
-    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.reader import ReaderError
 
     try:
         return _plain(_ruamel_yaml().load(text))
+    except ReaderError as exc:
+        raise _reader_error(exc, text, display) from exc
     except DuplicateKeyError as exc:
         mark = exc.problem_mark
         key = str(exc.problem).split('"')[1] if '"' in str(exc.problem) else "?"
@@ -190,15 +335,18 @@ def _ruamel_load(text: str, display: str) -> Any:
         raise DiagnosticError(
             [Diagnostic(display, line, col, "yaml", f"{exc.problem or exc.context}")]
         ) from exc
+    except (YAMLError, RecursionError) as exc:
+        raise DiagnosticError([Diagnostic(display, 0, 0, "yaml", str(exc).splitlines()[0][:200])]) from exc
 
 
 def _ruamel_positions(path: Path, display: str) -> dict[Path_, Position]:
     try:
-        doc = _ruamel_yaml().load(path.read_text(encoding="utf-8"))
+        doc = _ruamel_yaml().load(_read_text(path, display))
     except Exception:  # the file was read once already; if it changed meanwhile, positions are best effort
         return {}
     positions: dict[Path_, Position] = {}
-    _collect_positions(doc, (), display, positions)
+    with contextlib.suppress(Exception):  # best effort too: a diagnostic without a line beats none
+        _collect_positions(doc, (), display, positions)
     return positions
 
 
@@ -207,7 +355,11 @@ def _collect_positions(node: Any, path: Path_, display: str, out: dict[Path_, Po
 
     if isinstance(node, CommentedMap):
         for key in node:
-            line, col = node.lc.key(key)
+            where = node.lc.key(key)  # None for a key merged in by `<<`: it has no line of its own
+            if not where:
+                _collect_positions(node[key], (*path, key), display, out)
+                continue
+            line, col = where
             out[(*path, key)] = (display, line + 1, col + 1)
             _collect_positions(node[key], (*path, key), display, out)
     elif isinstance(node, CommentedSeq):
@@ -217,12 +369,20 @@ def _collect_positions(node: Any, path: Path_, display: str, out: dict[Path_, Po
             _collect_positions(item, (*path, index), display, out)
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip types to plain dict/list/str/int/float/bool."""
+def _plain(node: Any, budget: list[int] | None = None, depth: int = 0) -> Any:
+    """ruamel's round-trip types to plain dict/list/str/int/float/bool, within the same limits (ruamel
+    shares an aliased object; expanding it is what costs)."""
+    budget = budget if budget is not None else [MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_DEPTH:
+        what = (
+            f"more than {MAX_NODES:,} values" if budget[0] < 0 else f"nesting deeper than {MAX_DEPTH} levels"
+        )
+        raise DiagnosticError([Diagnostic("<profile>", 0, 0, "limit", f"the profile has {what}")])
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): _plain(v, budget, depth + 1) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, budget, depth + 1) for v in node]
     if isinstance(node, bool) or node is None:
         return node
     if isinstance(node, int):
@@ -300,7 +460,8 @@ def _validate_schema(data: dict, positions: Positions) -> None:
 
 
 def _dotted(path: Path_) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
+    """`a.b.0`; a key with a newline or another control character is shown quoted, on one line."""
+    return ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in path) or "(top level)"
 
 
 def _diagnose(error, positions: Positions) -> list[Diagnostic]:
@@ -316,15 +477,22 @@ def _diagnose(error, positions: Positions) -> list[Diagnostic]:
             for key in sorted(set(error.instance) - allowed)
         ]
     if error.validator == "required":
-        return [Diagnostic(*positions(path), "missing-key", f"{_dotted(path)}: {error.message}")]
+        hint = ""
+        if not path and "'profile_version'" in error.message:
+            hint = "; add `profile_version: 1` at the top (the vLLM Config Wizard's format is version 1)"
+        return [Diagnostic(*positions(path), "missing-key", f"{_dotted(path)}: {error.message}{hint}")]
+    if error.validator == "propertyNames":
+        return [Diagnostic(*positions(path), "value", f"{_dotted(path)}: {_message(error, error)}")]
     leaf = _most_relevant(error)
     code = (
         "range"
         if leaf.validator in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
         else "type"
     )
-    if leaf.validator in {"enum", "const", "pattern", "minLength"}:
+    if leaf.validator in {"enum", "const", "pattern", "minLength", "maxLength"}:
         code = "value"
+    if leaf.validator in {"maxLength", "maxItems", "maxProperties"}:
+        code = "limit"
     return [Diagnostic(*positions(path), code, f"{_dotted(path)}: {_message(error, leaf)}")]
 
 
@@ -337,6 +505,13 @@ def _most_relevant(error):
 
 
 def _message(error, leaf) -> str:
+    if leaf.validator == "pattern":
+        return f"{leaf.instance!r} {PATTERN_MEANING.get(leaf.validator_value, 'is not valid here')}"
+    if error.validator == "propertyNames" and error.context:
+        inner = error.context[0]
+        return f"key {inner.instance!r} {PATTERN_MEANING.get(inner.validator_value, 'is not valid here')}"
+    if leaf.validator == "maxLength":
+        return f"{len(leaf.instance)} characters; at most {leaf.validator_value}"
     if leaf is not error:
         return leaf.message
     if error.validator in {"anyOf", "oneOf"}:
@@ -364,11 +539,16 @@ def _build_model(data: dict, positions: Positions) -> Profile:
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
-        raise DiagnosticError(
-            Diagnostic(
-                *positions(tuple(e["loc"])),
-                "invalid",
-                f"{_dotted(tuple(e['loc']))}: {e['msg']}",
-            )
-            for e in exc.errors()
-        ) from exc
+        raise DiagnosticError(_pydantic_diagnostic(e, positions) for e in exc.errors()) from exc
+
+
+def _pydantic_diagnostic(error: dict, positions: Positions) -> Diagnostic:
+    loc = tuple(p for p in error["loc"] if p != "[key]")
+    message = error["msg"]
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if error["type"] == "string_pattern_mismatch" and pattern in PATTERN_MEANING:
+        what = "key" if "[key]" in error["loc"] else "value"
+        shown = error["input"] if isinstance(error["input"], str) else str(error["input"])
+        message = f"{what} {shown!r} {PATTERN_MEANING[pattern]}"
+        return Diagnostic(*positions(loc), "value", f"{_dotted(loc)}: {message}")
+    return Diagnostic(*positions(loc), "invalid", f"{_dotted(loc)}: {message}")

@@ -25,18 +25,51 @@ Target = Literal[
 ]
 PositiveInt = Annotated[int, Field(ge=1)]
 
+# --- bounds from reality: past them a value is a typo or an attack, and the planner refuses it --------
+# Tokens: above the longest context any released model has (Llama 4 Scout: 10M tokens, its model card).
+MAX_TOKENS = 1 << 24
+TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+# GPUs for one replica: the largest vLLM deployments published run wide expert parallelism over a few
+# hundred GPUs (vLLM blog, "Large scale serving: DeepSeek @ 2.2k tok/s/H200 with wide-EP", 2025).
+MAX_GPUS = 1024
+GpuCount = Annotated[int, Field(ge=1, le=MAX_GPUS)]
+# Strings that end up in a shell command, an env file or a YAML key: no control characters (a newline
+# would end the command or break the YAML); no leading `-` (it would reach `vllm serve` as a flag).
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"  # free text: tabs and newlines allowed
+ARGUMENT = r"^[^\x00-\x1f\x7f\s-][^\x00-\x1f\x7f]*$"  # a positional argument: not a flag
+WORD = r"^[^\x00-\x20\x7f-][^\x00-\x20\x7f]*$"  # no whitespace at all (git refs, image names)
+# Kubernetes names (apimachinery validation: DNS-1123 subdomain, label key and value).
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][0-9]+|[numkMGTPE]|[KMGTPE]i)?$"  # k8s resource.Quantity
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # POSIX shell variable names (what serve.sh can export)
+LabelKey = Annotated[str, Field(pattern=LABEL_KEY, max_length=317)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]
+EnvName = Annotated[str, Field(pattern=ENV_NAME, max_length=256)]
+EnvValue = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0a-\x1f\x7f]*$", max_length=32768)]
+
 
 class _Section(BaseModel):
     # Unknown keys are errors (with a did-you-mean in the diagnostics); `x-*` is for users' own notes.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Section):
     """The model to serve: a Hugging Face id (catalog or Hub) or a local directory with config.json."""
 
-    id: str = Field(min_length=1, description="Hugging Face repo id, or a local directory with config.json.")
+    id: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=ARGUMENT,
+        description="Hugging Face repo id, or a local directory with config.json.",
+    )
     revision: str | None = Field(
-        None, description="Branch, tag or commit; pinned to a commit sha in the lock."
+        None,
+        max_length=256,
+        pattern=WORD,
+        description="Branch, tag or commit; pinned to a commit sha in the lock.",
     )
     dtype: DType = Field(
         "auto", description="vLLM --dtype; `auto` follows the checkpoint (fp32 runs as bf16 on SM>=8.0)."
@@ -45,68 +78,88 @@ class ModelSpec(_Section):
         "auto", description="`auto`/`none`: as the checkpoint is; else vLLM --quantization."
     )
     kv_cache_dtype: KvCacheDType | None = Field(None, description="Shorthand for vllm.kv_cache_dtype.")
-    max_model_len: PositiveInt | Auto = Field(
+    max_model_len: TokenCount | Auto = Field(
         "auto", description="Context length; `auto` = the model's maximum, or the largest that fits."
     )
     params_b: float | None = Field(
-        None, gt=0, description="Parameter count in billions for a model with no config (estimate)."
+        None,
+        gt=0,
+        le=10_000,  # 10 trillion: ten times the largest open-weight model (Kimi K2, 1.04T)
+        description="Parameter count in billions for a model with no config (estimate).",
     )
     trust_remote_code: bool = False
-    served_model_name: str | None = None
+    served_model_name: str | None = Field(None, max_length=256, pattern=ARGUMENT)
 
 
 class HardwareSpec(_Section):
-    gpu_name: str = Field(description='GPU model, e.g. "H100", "A100 80GB", "RTX 4090", or `detect` (NVML).')
-    gpus: PositiveInt = Field(1, description="GPUs for one replica of this deployment (all nodes).")
+    gpu_name: str = Field(
+        max_length=128,
+        pattern=NO_CONTROL,
+        description='GPU model, e.g. "H100", "A100 80GB", "RTX 4090", or `detect` (NVML).',
+    )
+    gpus: GpuCount = Field(1, description="GPUs for one replica of this deployment (all nodes).")
     gpus_per_node: PositiveInt | None = Field(
-        None, description="GPUs in one node; default: the catalog's usual node size."
+        None,
+        le=72,  # GB200 NVL72: the largest NVLink domain sold as one system
+        description="GPUs in one node; default: the catalog's usual node size.",
     )
     interconnect: Literal["unknown", "nvlink", "pcie", "infiniband", "ethernet"] = "unknown"
     vram_gib: float | None = Field(
-        None, gt=0, description="Override the GPU memory (GiB as CUDA reports it)."
+        None,
+        ge=1,
+        le=1024,  # the largest GPUs today carry 288 GB (B300, MI355X datasheets)
+        description="Override the GPU memory (GiB as CUDA reports it).",
     )
     vram_gb: float | None = Field(
-        None, gt=0, description="Override the GPU memory in decimal GB (the wizard's unit)."
+        None, ge=1, le=1100, description="Override the GPU memory in decimal GB (the wizard's unit)."
     )
 
 
 class ParallelismSpec(_Section):
-    tensor_parallel_size: PositiveInt | Auto = "auto"
-    pipeline_parallel_size: PositiveInt | Auto = "auto"
-    data_parallel_size: PositiveInt | Auto = "auto"
+    tensor_parallel_size: GpuCount | Auto = "auto"
+    pipeline_parallel_size: GpuCount | Auto = "auto"
+    data_parallel_size: GpuCount | Auto = "auto"
     enable_expert_parallel: bool | Auto = "auto"
 
 
 class SloSpec(_Section):
-    ttft_ms_p50: float | None = Field(None, gt=0)
-    ttft_ms_p99: float | None = Field(None, gt=0)
-    itl_ms: float | None = Field(None, gt=0, description="Inter-token latency (TPOT) target, ms.")
-    e2e_s: float | None = Field(None, gt=0)
-    ttft_ms_p90: float | None = Field(None, gt=0)
-    itl_ms_p90: float | None = Field(None, gt=0, description="p90 over requests of their TPOT, ms.")
-    itl_ms_p99: float | None = Field(None, gt=0)
+    ttft_ms_p50: float | None = Field(None, gt=0, le=1e7)  # a day: no SLO is longer
+    ttft_ms_p99: float | None = Field(None, gt=0, le=1e7)
+    itl_ms: float | None = Field(None, gt=0, le=1e7, description="Inter-token latency (TPOT) target, ms.")
+    e2e_s: float | None = Field(None, gt=0, le=1e5)
+    ttft_ms_p90: float | None = Field(None, gt=0, le=1e7)
+    itl_ms_p90: float | None = Field(None, gt=0, le=1e7, description="p90 over requests of their TPOT, ms.")
+    itl_ms_p99: float | None = Field(None, gt=0, le=1e7)
 
 
 class Distribution(_Section):
-    mean: float | None = Field(None, gt=0, description="Mean tokens; from the histogram when it is given.")
-    p50: float | None = Field(None, gt=0)
-    p90: float | None = Field(None, gt=0)
-    p99: float | None = Field(None, gt=0)
-    max: float | None = Field(None, gt=0)
+    mean: float | None = Field(
+        None, gt=0, le=MAX_TOKENS, description="Mean tokens; from the histogram when it is given."
+    )
+    p50: float | None = Field(None, gt=0, le=MAX_TOKENS)
+    p90: float | None = Field(None, gt=0, le=MAX_TOKENS)
+    p99: float | None = Field(None, gt=0, le=MAX_TOKENS)
+    max: float | None = Field(None, gt=0, le=MAX_TOKENS)
     histogram: (
-        list[Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2, max_length=2)]] | None
+        list[Annotated[list[Annotated[float, Field(ge=0, le=MAX_TOKENS)]], Field(min_length=2, max_length=2)]]
+        | None
     ) = Field(
         None,
+        max_length=4096,
         description="[[tokens, share], ...]: lengths and their share of requests (shares are normalised).",
     )
 
 
 class WorkloadSpec(_Section):
     preset: Literal["chatbot", "batch_inference", "interactive", "long_context", "custom"] | None = None
-    prompt_tokens: PositiveInt | Distribution | None = None
-    gen_tokens: PositiveInt | Distribution | None = None
-    concurrency: PositiveInt | None = Field(None, description="Requests in flight (closed loop).")
-    request_rate: float | None = Field(None, gt=0, description="Requests per second (open loop).")
+    prompt_tokens: TokenCount | Distribution | None = None
+    gen_tokens: TokenCount | Distribution | None = None
+    concurrency: PositiveInt | None = Field(
+        None, le=1_000_000, description="Requests in flight (closed loop)."
+    )
+    request_rate: float | None = Field(
+        None, gt=0, le=1_000_000, description="Requests per second (open loop)."
+    )
     mode: Literal["balanced", "throughput", "latency"] | None = Field(
         None, description="The wizard's objective."
     )
@@ -179,26 +232,30 @@ class VllmSpec(_Section):
 
     version: str = Field(DEFAULT_VLLM_VERSION, pattern=r"^\d+\.\d+\.\d+$")
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | Auto = "auto"
-    max_num_seqs: PositiveInt | Auto = "auto"
-    max_num_batched_tokens: PositiveInt | Auto = "auto"
+    max_num_seqs: Annotated[int, Field(ge=1, le=1 << 20)] | Auto = "auto"
+    max_num_batched_tokens: Annotated[int, Field(ge=1, le=1 << 26)] | Auto = "auto"
     block_size: Literal[8, 16, 32, 64, 128] | Auto = "auto"
     kv_cache_dtype: KvCacheDType = "auto"
     enforce_eager: bool | Auto = "auto"
     enable_prefix_caching: bool | Auto = "auto"
     enable_chunked_prefill: bool | Auto = "auto"
-    max_cudagraph_capture_size: PositiveInt | Auto | None = Field(
+    max_cudagraph_capture_size: Annotated[int, Field(ge=1, le=1 << 16)] | Auto | None = Field(
         None,
         description="Largest CUDA graph size; left out: vLLM's default; `auto`: chosen for the workload "
         "(graph coverage of its decode batches against the KV cache the graphs take).",
     )
-    cudagraph_capture_sizes: list[PositiveInt] | None = Field(
-        None, description="Explicit CUDA graph sizes (validated: sorted, within the batch limits)."
+    cudagraph_capture_sizes: list[Annotated[int, Field(ge=1, le=1 << 16)]] | None = Field(
+        None,
+        max_length=1024,
+        description="Explicit CUDA graph sizes (validated: sorted, within the batch limits).",
     )
-    kv_cache_memory_bytes: PositiveInt | None = None
-    num_gpu_blocks_override: PositiveInt | None = None
-    cpu_offload_gb: float = Field(0.0, ge=0)
-    extra_args: list[str] = Field(
-        default_factory=list, description="More `vllm serve` flags, checked against the version's flags."
+    kv_cache_memory_bytes: Annotated[int, Field(ge=1, le=1 << 40)] | None = None  # per GPU; 1 TiB
+    num_gpu_blocks_override: Annotated[int, Field(ge=1, le=1 << 31)] | None = None
+    cpu_offload_gb: float = Field(0.0, ge=0, le=8192)  # 8 TB: the largest host memory sold
+    extra_args: list[Annotated[str, Field(max_length=4096, pattern=NO_CONTROL)]] = Field(
+        max_length=256,
+        default_factory=list,
+        description="More `vllm serve` flags, checked against the version's flags.",
     )
     cudagraph_capture_sizes: list[PositiveInt] | None = Field(
         None, description="CUDA graph sizes to capture; default: vLLM's list for the batch settings."
@@ -222,10 +279,13 @@ class PolicySpec(_Section):
         1.0, ge=1, le=2, description="Safety factor on the non-KV estimate for the risk level."
     )
     headroom_gb: float = Field(
-        0.5, ge=0, description="Memory that must stay free outside vLLM's budget (GB)."
+        0.5, ge=0, le=1024, description="Memory that must stay free outside vLLM's budget (GB)."
     )
     overhead_gb: float | None = Field(
-        None, ge=0, description="The wizard's flat overhead; recorded, superseded by the measured model."
+        None,
+        ge=0,
+        le=1024,
+        description="The wizard's flat overhead; recorded, superseded by the measured model.",
     )
     fail_on: Literal["high", "medium", "never"] = Field(
         "high", description="Risk that fails the compile (exit 1)."
@@ -249,35 +309,45 @@ class PolicySpec(_Section):
 
 
 class Toleration(_Section):
-    key: str | None = None
+    key: LabelKey | None = None
     operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
 
 class ResourcesSpec(_Section):
-    cpu: str | None = None
-    memory: str | None = None
+    cpu: str | None = Field(None, pattern=QUANTITY, max_length=64)
+    memory: str | None = Field(None, pattern=QUANTITY, max_length=64)
 
 
 class DeploySpec(_Section):
     targets: list[Target] = Field(
-        default_factory=lambda: ["command", "vllm-config", "compose", "helm", "k8s", "report", "charts"]
+        max_length=64,
+        default_factory=lambda: ["command", "vllm-config", "compose", "helm", "k8s", "report", "charts"],
     )
-    image: str = "vllm/vllm-openai"
-    tag: str | None = Field(None, description="Image tag; default v<vllm.version>.")
+    image: str = Field("vllm/vllm-openai", max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+    tag: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",  # docker reference grammar
+        description="Image tag; default v<vllm.version>.",
+    )
     port: int = Field(8000, ge=1, le=65535)
-    replicas: PositiveInt | Auto = 1
-    namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
-    storage_class: str | None = None
+    replicas: Annotated[int, Field(ge=1, le=10_000)] | Auto = 1
+    namespace: str = Field("default", max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    storage_class: str | None = Field(None, max_length=253, pattern=DNS_SUBDOMAIN)
     storage_size: str = Field("100Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    env: dict[str, str] = Field(default_factory=dict)
-    hf_token_secret: str = Field("hf-token", description="Kubernetes secret holding HF_TOKEN (key: token).")
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=256)
+    hf_token_secret: str = Field(
+        "hf-token",
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Kubernetes secret holding HF_TOKEN (key: token).",
+    )
     gated: bool | None = Field(None, description="The model needs HF_TOKEN; default: as the catalog says.")
-    shm_size: str = "16g"
+    shm_size: str = Field("16g", max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?([bkmgtKMGT][bB]?|[KMGT]i)?$")
 
 
 class CostSpec(_Section):
@@ -299,11 +369,19 @@ class Profile(_Section):
     model_config = ConfigDict(extra="forbid", title="vllm-compile profile v1")
 
     profile_version: Literal[1] = Field(description="Profile language version.")
-    extends: str | None = Field(None, description="Relative path of a base profile to overlay (deep merge).")
-    name: str | None = Field(
-        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Output folder; default the file name."
+    extends: str | None = Field(
+        None,
+        max_length=1024,
+        pattern=NO_CONTROL,
+        description="Relative path of a base profile to overlay (deep merge).",
     )
-    description: str | None = None
+    name: str | None = Field(
+        None,
+        max_length=63,  # a Kubernetes label value and DNS label: the name becomes both
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Output folder; default the file name.",
+    )
+    description: str | None = Field(None, max_length=4096, pattern=TEXT)
     model: ModelSpec
     hardware: HardwareSpec
     parallelism: ParallelismSpec = Field(default_factory=ParallelismSpec)
