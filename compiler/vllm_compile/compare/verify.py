@@ -13,32 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..observe.vllm_log import StartupLog
+from ..observe.vllm_log import ENGINE_SETTING_KEYS, StartupLog
 from ..units import gib
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_FLOOR_GIB = 0.1
 
-# Engine settings vLLM prints (non-default args, the engine configuration dump) that the lock decides.
-SETTING_KEYS = (
-    "max_model_len",
-    "tensor_parallel_size",
-    "pipeline_parallel_size",
-    "data_parallel_size",
-    "gpu_memory_utilization",
-    "max_num_seqs",
-    "max_num_batched_tokens",
-    "block_size",
-    "enforce_eager",
-    "enable_prefix_caching",
-    "enable_chunked_prefill",
-    "kv_cache_dtype",
-    "dtype",
-    "quantization",
-    "enable_expert_parallel",
-    "kv_cache_memory_bytes",
-    "num_gpu_blocks_override",
-)
+SETTING_KEYS = ENGINE_SETTING_KEYS  # the settings verify compares with the lock (observe.vllm_log)
 
 # (observed figure, lock figure under memory.binding_gpu_gib, label)
 MEMORY_TERMS = (

@@ -220,7 +220,8 @@ _ENGINE_KEYS = {
     "chunked_prefill_enabled": "enable_chunked_prefill",
     "model": "model",
 }
-_ARG_KEYS = {
+# Engine settings vLLM prints (non-default args, the engine configuration dump) that a lock decides.
+ENGINE_SETTING_KEYS = (
     "max_model_len",
     "tensor_parallel_size",
     "pipeline_parallel_size",
@@ -238,9 +239,9 @@ _ARG_KEYS = {
     "enable_expert_parallel",
     "kv_cache_memory_bytes",
     "num_gpu_blocks_override",
-    "cpu_offload_gb",
-    "model",
-}
+)
+# Read from the log as well: compared by verify's own rules (offload, the model served).
+_ARG_KEYS = {*ENGINE_SETTING_KEYS, "cpu_offload_gb", "model"}
 
 
 def _number(text: str) -> float:
