@@ -13,8 +13,19 @@ import re
 from typing import Any
 
 import yaml
+from yaml.events import (
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
 
-_BASE = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 # Plain scalars YAML 1.1 readers would not read back as the same string: booleans like `on`/`no`,
 # nulls, and anything that starts like a number (a version "0.33.0" included, for older readers).
@@ -24,47 +35,65 @@ _AMBIGUOUS = re.compile(
 )
 
 
-class FlowList(list):
-    """A list written on one line: `[1, 2, 4]` (a diff of capture sizes stays one line)."""
+def _float_text(value: float) -> str:
+    """PyYAML's SafeRepresenter.represent_float, without building a node."""
+    if value != value:
+        return ".nan"
+    if value in (float("inf"), float("-inf")):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value).lower()
+    return text.replace("e", ".0e", 1) if "." not in text and "e" in text else text
 
 
-class _Dumper(_BASE):  # type: ignore[misc, valid-type]
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    style = '"' if "\n" in data else "'" if _AMBIGUOUS.match(data) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(str, _str)
-_Dumper.add_representer(
-    FlowList, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
-)
-_Dumper.add_representer(type(None), lambda d, _: d.represent_scalar("tag:yaml.org,2002:null", "null"))
-
-
-def _prepared(data: Any, flow_scalar_lists: bool) -> Any:
+def _events(data: Any, out: list[Any], flow_scalar_lists: bool) -> None:
+    """The document as emitter events, keys sorted at every level. PyYAML's representer and
+    serializer build a node per value and resolve each plain scalar's tag by regex; the events are
+    what they would produce for plain data, and libyaml's emitter writes them (2x faster in all)."""
     if isinstance(data, dict):
-        return {str(k): _prepared(data[k], flow_scalar_lists) for k in sorted(data, key=str)}
-    if isinstance(data, (list, tuple)):
-        items = [_prepared(v, flow_scalar_lists) for v in data]
-        scalars = all(isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 16) for v in items)
-        return FlowList(items) if flow_scalar_lists and items and scalars else items
-    return data
+        out.append(MappingStartEvent(None, None, True, flow_style=False))
+        for key in sorted(data, key=str):
+            _scalar(str(key), out)
+            _events(data[key], out, flow_scalar_lists)
+        out.append(MappingEndEvent())
+    elif isinstance(data, (list, tuple)):
+        flow = (
+            flow_scalar_lists
+            and bool(data)
+            and all(isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 16) for v in data)
+        )
+        out.append(SequenceStartEvent(None, None, True, flow_style=flow))
+        for item in data:
+            _events(item, out, flow_scalar_lists)
+        out.append(SequenceEndEvent())
+    else:
+        _scalar(data, out)
+
+
+_PLAIN = (True, False)  # implicit for a plain scalar, not for a quoted one
+
+
+def _scalar(value: Any, out: list[Any]) -> None:
+    if isinstance(value, str):
+        style = '"' if "\n" in value else "'" if _AMBIGUOUS.match(value) else None
+        out.append(ScalarEvent(None, None, (style is None, True), value, style=style))
+    elif value is None:
+        out.append(ScalarEvent(None, None, _PLAIN, "null"))
+    elif isinstance(value, bool):
+        out.append(ScalarEvent(None, None, _PLAIN, "true" if value else "false"))
+    elif isinstance(value, int):
+        out.append(ScalarEvent(None, None, _PLAIN, str(value)))
+    elif isinstance(value, float):
+        out.append(ScalarEvent(None, None, _PLAIN, _float_text(value)))
+    else:
+        raise TypeError(f"cannot write {type(value).__name__} as YAML: {value!r}")
 
 
 def to_yaml(data: Any, *, flow_scalar_lists: bool = False) -> str:
     """One YAML document, keys sorted at every level, ending with one newline."""
-    text = yaml.dump(
-        _prepared(data, flow_scalar_lists),
-        Dumper=_Dumper,
-        default_flow_style=False,
-        sort_keys=False,  # already sorted, with str() keys
-        allow_unicode=True,
-        width=1 << 16,  # never fold: folding points would move with content
-    )
+    events: list[Any] = [StreamStartEvent(), DocumentStartEvent(explicit=False)]
+    _events(data, events, flow_scalar_lists)
+    events += [DocumentEndEvent(explicit=False), StreamEndEvent()]
+    text = yaml.emit(events, Dumper=_DUMPER, allow_unicode=True, width=1 << 16)  # never fold lines
     return text.rstrip("\n") + "\n"
 
 

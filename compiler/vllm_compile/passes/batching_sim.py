@@ -179,14 +179,27 @@ def simulate(
                 left -= c
             p_tok = sum(c for _, c in chunks)
             p_pos = sum(c * (reqs[i].prefilled + c / 2) for i, c in chunks) / p_tok if p_tok else 0.0
-            dt = sm.step_time(d, ctx, p_tok, p_pos)
+            # A long prompt is a run of identical steps (one full chunk, the same decoders): like a decode
+            # run, jump over it, so the cost is bounded by requests, not by prompt tokens / budget.
+            steps = 1
+            if len(chunks) == 1 and chunks[0][1] == budget - d and chunks[0][1] > 0:
+                i, c = chunks[0]
+                steps = (reqs[i].prompt - reqs[i].prefilled - 1) // c  # full chunks before the last one
+                if decoding:
+                    steps = min(steps, decoding[0][0] - k)
+                if pending and (max_concurrency is None or in_flight < max_concurrency):
+                    dt0 = sm.step_time(d, ctx, p_tok, p_pos)
+                    steps = min(steps, max(1, math.ceil((arr[pending[0]] - now) / dt0)))
+                steps = max(1, steps)
+            mid = (steps - 1) / 2  # the run's mean step: contexts and prompt positions grow linearly
+            dt = steps * sm.step_time(d, ctx + d * mid, p_tok, p_pos + p_tok * mid)
             if step_tokens is not None:
-                step_tokens[(d + p_tok, True)] = step_tokens.get((d + p_tok, True), 0) + 1
+                step_tokens[(d + p_tok, True)] = step_tokens.get((d + p_tok, True), 0) + steps
             now += dt
             batch_time += d * dt
-            k += 1
+            k += steps
             for i, c in chunks:
-                reqs[i].prefilled += c
+                reqs[i].prefilled += c * steps
             while decoding and decoding[0][0] <= k:
                 _, i = heapq.heappop(decoding)
                 ctx_base -= reqs[i].prompt + 1 - reqs[i].k0

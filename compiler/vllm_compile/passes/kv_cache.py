@@ -118,25 +118,29 @@ def layer_specs(
     """
     start, end = layers if layers is not None else (0, model.num_hidden_layers)
     kinds = list(model.layer_kinds) or ["full"] * model.num_hidden_layers
+    by_kind: dict[str, LayerSpec | None] = {}  # every layer of a kind has the same spec: build it once
     specs: list[LayerSpec] = []
     for kind in kinds[start:end]:
-        if kind == "none":
-            continue
-        if kind == "mla" or (model.is_mla and kind == "full"):
-            specs.append(LayerSpec("mla", layer_bytes_per_token(model, engine, "mla")))
-        elif kind == "sliding" and model.sliding_window:
-            specs.append(
-                LayerSpec("sliding", layer_bytes_per_token(model, engine, "full"), model.sliding_window)
-            )
-        elif kind == "chunked" and model.attention_chunk_size and not promote_chunked:
-            specs.append(
-                LayerSpec("chunked", layer_bytes_per_token(model, engine, "full"), model.attention_chunk_size)
-            )
-        elif kind == "mamba":
-            specs.append(LayerSpec("mamba", layer_bytes_per_token(model, engine, "mamba")))
-        else:
-            specs.append(LayerSpec("full", layer_bytes_per_token(model, engine, "full")))
+        if kind not in by_kind:
+            by_kind[kind] = _layer_spec(model, engine, kind, promote_chunked)
+        spec = by_kind[kind]
+        if spec is not None:
+            specs.append(spec)
     return specs
+
+
+def _layer_spec(model: ModelFacts, engine: EngineConfig, kind: str, promote_chunked: bool) -> LayerSpec | None:
+    if kind == "none":
+        return None
+    if kind == "mla" or (model.is_mla and kind == "full"):
+        return LayerSpec("mla", layer_bytes_per_token(model, engine, "mla"))
+    if kind == "sliding" and model.sliding_window:
+        return LayerSpec("sliding", layer_bytes_per_token(model, engine, "full"), model.sliding_window)
+    if kind == "chunked" and model.attention_chunk_size and not promote_chunked:
+        return LayerSpec("chunked", layer_bytes_per_token(model, engine, "full"), model.attention_chunk_size)
+    if kind == "mamba":
+        return LayerSpec("mamba", layer_bytes_per_token(model, engine, "mamba"))
+    return LayerSpec("full", layer_bytes_per_token(model, engine, "full"))
 
 
 def kv_groups(specs: list[LayerSpec]) -> list[KvGroup]:
@@ -200,15 +204,18 @@ def blocks_per_request(group: KvGroup, max_model_len: int, block_size: int, in_f
     return _blocks(group.kind, group.window, max_model_len, block_size, in_flight)
 
 
-def request_bytes(
-    groups: list[KvGroup], specs: list[LayerSpec], max_model_len: int, block_size: int, in_flight: int
-) -> int:
+LayerCounts = dict[tuple[str, int | None, int], int]
+
+
+def layer_counts(specs: list[LayerSpec]) -> LayerCounts:
+    """Layers of one kind, window and size cost the same: (kind, window, bytes per token) -> count."""
+    return dict(Counter((s.kind, s.window, s.bytes_per_token) for s in specs))
+
+
+def request_bytes(counts: LayerCounts, max_model_len: int, block_size: int, in_flight: int) -> int:
     """Bytes one max_model_len request needs, summed per layer (`max_memory_usage_bytes` over layers)."""
     total = 0
-    # Layers of one kind, window and size cost the same: count them once (the binary search calls this often).
-    for (kind, window, per_token), count in Counter(
-        (s.kind, s.window, s.bytes_per_token) for s in specs
-    ).items():
+    for (kind, window, per_token), count in counts.items():
         if kind == "mamba":
             total += count * per_token
         else:
@@ -264,12 +271,13 @@ def largest_fitting_len(
     """The largest max_model_len whose request fits (`estimate_max_model_len`'s binary search)."""
     if available_bytes <= 0 or not specs:
         return None
-    if request_bytes(groups, specs, 1, block_size, in_flight) > available_bytes:
+    counts = layer_counts(specs)  # once: the binary search below calls request_bytes ~20 times
+    if request_bytes(counts, 1, block_size, in_flight) > available_bytes:
         return None
     lo, hi = 1, upper
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if request_bytes(groups, specs, mid, block_size, in_flight) <= available_bytes:
+        if request_bytes(counts, mid, block_size, in_flight) <= available_bytes:
             lo = mid
         else:
             hi = mid - 1
