@@ -2,12 +2,21 @@
 
     python bench/speed.py            # cold single-profile compile and 1,000 generated profiles
 
-Targets (issue #2): <= 0.25 s for one profile from a cold process, <= 4 s for 1,000 profiles, on 2 cores.
+Targets (issue #11): <= 0.30 s wall for one profile from a cold process, <= 8 s for 1,000 generated
+profiles from scratch, on 2 cores. Each case also prints the CPU seconds it used (user + system, the
+process and its workers): on a machine shared with other work the wall time grows with the load, the
+CPU time much less, and the load average is printed beside them.
+
+The compiler runs as a user's hook runs it: with Python's bytecode cache (a venv's site-packages are
+compiled at install; an editable install's own modules on their first run). A PYTHONDONTWRITEBYTECODE
+in this shell is removed for the measured commands, and one untimed run writes the cache first.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,13 +52,24 @@ def generate(directory: Path, count: int) -> None:
         (directory / f"p{index:04d}.yaml").write_text(text)
 
 
-def timed(cmd: list[str]) -> float:
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=ENV)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
+
+
+def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def main() -> None:
@@ -59,6 +79,7 @@ def main() -> None:
         single = root / "single"
         single.mkdir()
         generate(single, 1)
+        timed([exe, str(single), "--out", str(root / "out-warmup")])  # writes the bytecode cache
         cold = [timed([exe, str(single), "--out", str(root / f"out-single-{i}")]) for i in range(7)]
         warm = [timed([exe, str(single), "--out", str(root / "out-single-0")]) for _ in range(5)]
         many = root / "many"
@@ -66,13 +87,17 @@ def main() -> None:
         generate(many, 1000)
         thousand = timed([exe, str(many), "--out", str(root / "out-many")])
         thousand_reused = timed([exe, str(many), "--out", str(root / "out-many")])
-    print(f"{'case':44} {'seconds':>8}  target")
-    print(
-        f"{'one profile, cold process, fresh out/ (median of 7)':44} {statistics.median(cold):8.3f}  <= 0.25"
-    )
-    print(f"{'one profile, lock current (median of 5)':44} {statistics.median(warm):8.3f}")
-    print(f"{'1,000 generated profiles, fresh out/':44} {thousand:8.3f}  <= 4")
-    print(f"{'1,000 generated profiles, locks current':44} {thousand_reused:8.3f}")
+    rows = [
+        ("one profile, cold process, fresh out/ (median of 7)", _median(cold), "<= 0.30"),
+        ("one profile, lock current (median of 5)", _median(warm), ""),
+        ("1,000 generated profiles, fresh out/", thousand, "<= 8"),
+        ("1,000 generated profiles, locks current", thousand_reused, ""),
+    ]
+    print(f"{'case':52} {'wall s':>7} {'CPU s':>7}  target (wall)")
+    for name, (wall, cpu), target in rows:
+        print(f"{name:52} {wall:7.3f} {cpu:7.3f}  {target}")
+    load = os.getloadavg()
+    print(f"load average while measured: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from .api import CompileResult, ProfileResult
 
@@ -30,11 +34,37 @@ def _status(item: ProfileResult, check: bool) -> str:
     return verdict
 
 
-def _print_human(result: CompileResult) -> None:
+class _PlainConsole:
+    """What rich prints when it writes to no terminal (pre-commit, CI, a pipe): the text as it is.
+    Importing rich costs ~40 ms of a hook run that prints a few lines, so it is loaded for a terminal only."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self.stream = sys.stderr if stderr else sys.stdout
+
+    def print(self, text: str, *, markup: bool = True, style: str | None = None, end: str = "\n") -> None:
+        print(text, end=end, file=self.stream)
+
+
+def _wants_color() -> bool:
+    """rich's own rule, in short: a terminal on either stream, or FORCE_COLOR; never under NO_COLOR."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or sys.stdout.isatty() or sys.stderr.isatty()
+
+
+def _consoles() -> tuple[Any, Any, Callable[[str, str], str]]:
+    """(stdout, stderr, style(text, colour)): rich on a terminal, plain text elsewhere."""
+    if not _wants_color():
+        return _PlainConsole(), _PlainConsole(stderr=True), lambda text, _colour: text
     from rich.console import Console
     from rich.markup import escape
 
     out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
+    return out, err, lambda text, colour: f"[{colour}]{escape(text)}[/{colour}]"
+
+
+def _print_human(result: CompileResult) -> None:
+    out, err, styled = _consoles()
     for diagnostic in result.diagnostics:
         err.print(diagnostic.format(), markup=False)
     rows = []
@@ -65,7 +95,7 @@ def _print_human(result: CompileResult) -> None:
         padded = [
             c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ]
-        padded[2] = f"[{style}]{escape(padded[2])}[/{style}]"
+        padded[2] = styled(padded[2], style)
         out.print("  ".join(padded[:2] + [padded[2]] + padded[3:]).rstrip())
     if result.check:
         for item in result.results:

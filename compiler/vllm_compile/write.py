@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import itertools
 import os
 import shutil
@@ -31,6 +30,8 @@ class Change:
 
     def diff(self, root: Path, max_lines: int = 20) -> str:
         """A short unified diff for --check output."""
+        import difflib  # only for --check output: start-up time
+
         name = _relative(self.path, root)
         lines = list(
             difflib.unified_diff(

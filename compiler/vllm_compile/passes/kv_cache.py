@@ -129,7 +129,9 @@ def layer_specs(
     return specs
 
 
-def _layer_spec(model: ModelFacts, engine: EngineConfig, kind: str, promote_chunked: bool) -> LayerSpec | None:
+def _layer_spec(
+    model: ModelFacts, engine: EngineConfig, kind: str, promote_chunked: bool
+) -> LayerSpec | None:
     if kind == "none":
         return None
     if kind == "mla" or (model.is_mla and kind == "full"):
