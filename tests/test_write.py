@@ -79,3 +79,36 @@ def test_crash_while_writing_a_later_file_renames_nothing(
 def test_shell_scripts_are_executable(tmp_path: Path) -> None:
     apply_changes(pending_changes(tmp_path, {"serve.sh": "#!/bin/sh\n", "x.yaml": "a: 1\n"}, []))
     assert os.access(tmp_path / "serve.sh", os.X_OK) and not os.access(tmp_path / "x.yaml", os.X_OK)
+
+
+def _profile(name: str, max_model_len: int) -> str:
+    return (
+        f"profile_version: 1\nname: {name}\nmodel: {{id: Qwen/Qwen2.5-7B-Instruct, max_model_len: {max_model_len}}}\n"
+        "hardware: {gpu_name: H100, gpus: 1}\ndeploy: {targets: [command, vllm-config]}\n"
+    )
+
+
+def test_workers_stage_and_the_parent_renames_duplicates_never_land(tmp_path: Path) -> None:
+    """With worker processes each profile's files are staged by its worker and renamed by the parent;
+    a profile refused for a duplicate name leaves none of its staged files behind."""
+    from vllm_compile.api import compile_paths
+    from vllm_compile.write import STAGING_DIR, leftovers
+
+    src = tmp_path / "profiles"
+    src.mkdir()
+    (src / "a.yaml").write_text(_profile("alpha", 4096))
+    (src / "b.yaml").write_text(_profile("alpha", 8192))  # same name: refused
+    (src / "c.yaml").write_text(_profile("gamma", 4096))
+    out = tmp_path / "out"
+    result = compile_paths([src], out_dir=out, jobs=2)
+    codes = [d.code for r in result.results for d in r.diagnostics]
+    assert codes.count("duplicate-name") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["alpha", "gamma"]
+    # The first profile of the name won (b.yaml's would say 8192).
+    assert "max-model-len: 4096" in (out / "alpha" / "vllm-config.yaml").read_text()
+    assert leftovers(out) == [] and not (out / STAGING_DIR).exists()
+    # The same tree as one process writes.
+    serial = tmp_path / "serial"
+    compile_paths([src], out_dir=serial, jobs=1)
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        assert path.read_bytes() == (serial / path.relative_to(out)).read_bytes()

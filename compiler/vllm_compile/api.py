@@ -24,12 +24,16 @@ from .resolve import ResolveError, resolve
 from .write import (
     STAGING_DIR,
     Change,
+    Staged,
     apply_changes,
+    commit_staged,
+    discard_staged,
     leftovers,
     out_lock,
     pending_changes,
     remove_leftovers,
     remove_tree,
+    stage_changes,
 )
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
@@ -192,6 +196,7 @@ class ProfileResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     reused: bool = False  # inputs matched the lock: not re-planned
+    staged: Staged = field(default_factory=list)  # its new files, written by a worker, not yet renamed
     summary: dict[str, Any] = field(default_factory=dict)  # what the one-line report shows
 
     @property
@@ -249,12 +254,13 @@ def _map_profiles(compile_one, profiles: list[Path], jobs: int | None) -> Iterab
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
         return list(
-            pool.map(_without_plan(compile_one), profiles, chunksize=max(1, len(profiles) // (workers * 8)))
+            pool.map(_in_worker(compile_one), profiles, chunksize=max(1, len(profiles) // (workers * 8)))
         )
 
 
-class _without_plan:
-    """A worker returns what the parent reports and writes; the Plan object stays behind (pickling it costs)."""
+class _in_worker:
+    """A worker returns what the parent reports, with its new files already staged (writing them is
+    ~15% of a compile; the parent only renames them): the Plan object stays behind (pickling it costs)."""
 
     def __init__(self, compile_one):
         self.compile_one = compile_one
@@ -262,6 +268,9 @@ class _without_plan:
     def __call__(self, path: Path) -> ProfileResult:
         item = self.compile_one(path)
         item.plan = None
+        out = self.compile_one.keywords["out"]
+        if item.changes and not item.invalid and not self.compile_one.keywords["check"]:
+            item.staged = stage_changes(item.changes, staging=out / STAGING_DIR)
         return item
 
 
@@ -388,7 +397,11 @@ def compile_paths(
     result.stale = _stale_outputs(out, root, given, result.results)
     if not check:
         for item in result.results:
-            if item.changes and not item.invalid:
+            if item.staged and not item.changes:  # staged by a worker, then refused (a duplicate name)
+                discard_staged(item.staged)
+            elif item.staged:
+                commit_staged(item.changes, item.staged)
+            elif item.changes and not item.invalid:
                 apply_changes(item.changes, staging=out / STAGING_DIR)
         if prune:
             for directory in result.stale:

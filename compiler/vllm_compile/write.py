@@ -85,12 +85,21 @@ def _lock_last(change: Change) -> tuple[bool, str]:
     return (change.path.name.endswith(".lock.yaml"), str(change.path))
 
 
+Staged = list[tuple[Path, Path]]  # (temporary file, target), in the order they are renamed
+
+
 def apply_changes(changes: list[Change], staging: Path | None = None) -> None:
     """Every new file goes to a temporary file first (in `staging`, else beside its target); only when
     all are written are they renamed into place (an atomic rename each, the lock last), so a failure
     while writing leaves the tree as it was. No fsync: the rename already makes each file
     all-or-nothing, and the tree is regenerable output."""
-    staged: list[tuple[Path, Path]] = []
+    commit_staged(changes, stage_changes(changes, staging))
+
+
+def stage_changes(changes: list[Change], staging: Path | None = None) -> Staged:
+    """The first half of `apply_changes`: the new files written as temporary files, nothing in place yet
+    (a compile's worker processes stage their profiles' files; the parent renames them)."""
+    staged: Staged = []
     changes = sorted(changes, key=_lock_last)
     if staging is not None:
         _make_staging(staging)
@@ -108,21 +117,31 @@ def apply_changes(changes: list[Change], staging: Path | None = None) -> None:
             staged.append((tmp, change.path))
             with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
                 handle.write(change.new)
-            if change.path.name.endswith(".sh"):
-                os.chmod(tmp, 0o755)
-            else:
-                os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o755 if change.path.name.endswith(".sh") else 0o644)
+    except BaseException:
+        discard_staged(staged)
+        raise
+    return staged
+
+
+def commit_staged(changes: list[Change], staged: Staged) -> None:
+    """The second half: staged files renamed into place (the lock last), removed files removed."""
+    try:
         for tmp, target in staged:
             os.replace(tmp, target)
     except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+        discard_staged(staged)
         raise
     for change in changes:
         if change.new is None:
             change.path.unlink(missing_ok=True)
             if not any(change.path.parent.iterdir()):  # e.g. k8s/ once its last manifest is gone
                 change.path.parent.rmdir()
+
+
+def discard_staged(staged: Staged) -> None:
+    for tmp, _ in staged:
+        tmp.unlink(missing_ok=True)
 
 
 def remove_tree(directory: Path) -> None:
