@@ -35,6 +35,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "tools" / "vllm_probe.py"
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT))  # tests.fixtures: the chart's argv, one definition for the tests and this bench
+
+from tests.fixtures.artifact_checks import chart_argv  # noqa: E402
 
 from vllm_compile import api  # noqa: E402
 from vllm_compile.facts import vllm_flags  # noqa: E402
@@ -164,26 +167,9 @@ def helm_argv(values: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
     --max-num-seqs, --gpu_memory_utilization, --max_loras when present, then extraArgs.
     ray-cluster.yaml (raySpec): VLLM_USE_V1 = vllmConfig.v1 when the key is there, else "0".
     """
-    spec = values["servingEngineSpec"]
-    model = spec["modelSpec"][0]
+    model = values["servingEngineSpec"]["modelSpec"][0]
     vc = model.get("vllmConfig", {})
-    argv = [model["modelURL"], "--host", "0.0.0.0", "--port", str(spec.get("containerPort", 8000))]
-    if "enableChunkedPrefill" in vc:
-        argv.append(
-            "--enable-chunked-prefill" if vc["enableChunkedPrefill"] else "--no-enable-chunked-prefill"
-        )
-    argv.append("--enable-prefix-caching" if vc.get("enablePrefixCaching") else "--no-enable-prefix-caching")
-    for key, flag in (
-        ("maxModelLen", "--max-model-len"),
-        ("dtype", "--dtype"),
-        ("tensorParallelSize", "--tensor-parallel-size"),
-        ("maxNumSeqs", "--max-num-seqs"),
-        ("gpuMemoryUtilization", "--gpu_memory_utilization"),
-        ("maxLoras", "--max_loras"),
-    ):
-        if key in vc:
-            argv += [flag, str(vc[key])]
-    argv += [str(w) for w in vc.get("extraArgs", [])]
+    argv = [model["modelURL"], *chart_argv(values)]
     env = {}
     if model.get("raySpec", {}).get("enabled"):
         env["VLLM_USE_V1"] = str(vc["v1"]) if "v1" in vc else "0"
