@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vllm_compile.cli import main
-from vllm_compile.cli_flags import ProfileFlagError, add_profile_flags, profile_from_args
+from vllm_compile.cli.flags import ProfileFlagError, add_profile_flags, profile_from_args
 
 
 def _args(argv: list[str]) -> argparse.Namespace:

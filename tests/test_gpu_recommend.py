@@ -100,7 +100,7 @@ def test_cli_rejects_an_unknown_gpu_with_exit_2(capsys) -> None:
 def test_workload_shape_flags_reach_the_profile() -> None:
     import argparse
 
-    from vllm_compile.cli_recommend import profile_data, register
+    from vllm_compile.cli.recommend import profile_data, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

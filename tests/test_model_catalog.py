@@ -140,7 +140,7 @@ def test_local_directory_without_config(tmp_path: Path) -> None:
 
 
 def test_models_command_json_is_sorted(capsys: pytest.CaptureFixture[str]) -> None:
-    from vllm_compile import cli_models
+    from vllm_compile.cli import models as cli_models
 
     parser = argparse.ArgumentParser()
     cli_models.register(parser.add_subparsers())
@@ -155,7 +155,7 @@ def test_models_command_json_is_sorted(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_models_command_table(capsys: pytest.CaptureFixture[str]) -> None:
-    from vllm_compile import cli_models
+    from vllm_compile.cli import models as cli_models
 
     parser = argparse.ArgumentParser()
     cli_models.register(parser.add_subparsers())

@@ -18,7 +18,7 @@ class ProfileFlagError(ValueError):
     """The flags do not make a profile (e.g. no model and no --profile)."""
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text.replace("_", "").replace(",", ""))
     except ValueError:
@@ -28,7 +28,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _context_len(text: str) -> int | str:
+def context_len(text: str) -> int | str:
     """--max-model-len accepts 8192, 32k, 1M or auto (as vLLM does)."""
     t = text.strip().lower()
     if t in ("auto", "-1"):
@@ -80,14 +80,14 @@ def add_profile_flags(parser: argparse.ArgumentParser) -> None:
         "--quantization", "-q", default=_SUPPRESS, help="vLLM quantization method (awq, gptq, fp8, ...)."
     )
     m.add_argument("--kv-cache-dtype", default=_SUPPRESS, help="auto, fp8, fp8_e4m3, fp8_e5m2, ...")
-    m.add_argument("--max-model-len", type=_context_len, default=_SUPPRESS, help="8192, 32k or auto.")
+    m.add_argument("--max-model-len", type=context_len, default=_SUPPRESS, help="8192, 32k or auto.")
     m.add_argument(
         "--params-b", type=float, default=_SUPPRESS, help="Parameters in billions (model without a config)."
     )
 
     h = parser.add_argument_group("hardware")
     h.add_argument("--gpu", default=_SUPPRESS, help='GPU model, e.g. "H100", "A100 80GB", "RTX 4090".')
-    h.add_argument("--gpus", type=_positive_int, default=_SUPPRESS, help="GPUs for one replica.")
+    h.add_argument("--gpus", type=positive_int, default=_SUPPRESS, help="GPUs for one replica.")
     h.add_argument("--vram-gb", type=float, default=_SUPPRESS, help="Override GPU memory, decimal GB.")
     h.add_argument(
         "--vram-gib", type=float, default=_SUPPRESS, help="Override GPU memory, GiB as CUDA reports it."
@@ -97,22 +97,22 @@ def add_profile_flags(parser: argparse.ArgumentParser) -> None:
     )
 
     par = parser.add_argument_group("parallelism")
-    par.add_argument("--tensor-parallel-size", "--tp", type=_positive_int, default=_SUPPRESS)
-    par.add_argument("--pipeline-parallel-size", "--pp", type=_positive_int, default=_SUPPRESS)
-    par.add_argument("--data-parallel-size", "--dp", type=_positive_int, default=_SUPPRESS)
+    par.add_argument("--tensor-parallel-size", "--tp", type=positive_int, default=_SUPPRESS)
+    par.add_argument("--pipeline-parallel-size", "--pp", type=positive_int, default=_SUPPRESS)
+    par.add_argument("--data-parallel-size", "--dp", type=positive_int, default=_SUPPRESS)
 
     w = parser.add_argument_group("workload")
-    w.add_argument("--prompt-tokens", type=_positive_int, default=_SUPPRESS)
-    w.add_argument("--gen-tokens", type=_positive_int, default=_SUPPRESS)
-    w.add_argument("--concurrency", "-c", type=_positive_int, default=_SUPPRESS, help="Requests in flight.")
+    w.add_argument("--prompt-tokens", type=positive_int, default=_SUPPRESS)
+    w.add_argument("--gen-tokens", type=positive_int, default=_SUPPRESS)
+    w.add_argument("--concurrency", "-c", type=positive_int, default=_SUPPRESS, help="Requests in flight.")
     w.add_argument("--request-rate", type=float, default=_SUPPRESS, help="Requests per second (open loop).")
     w.add_argument("--batching-mode", default=_SUPPRESS, choices=["balanced", "throughput", "latency"])
 
     v = parser.add_argument_group("vLLM")
     v.add_argument("--vllm-version", default=_SUPPRESS, help="Targeted vLLM release, e.g. 0.19.0.")
     v.add_argument("--gpu-memory-utilization", type=_fraction, default=_SUPPRESS)
-    v.add_argument("--max-num-seqs", type=_positive_int, default=_SUPPRESS)
-    v.add_argument("--max-num-batched-tokens", type=_positive_int, default=_SUPPRESS)
+    v.add_argument("--max-num-seqs", type=positive_int, default=_SUPPRESS)
+    v.add_argument("--max-num-batched-tokens", type=positive_int, default=_SUPPRESS)
     v.add_argument("--block-size", type=int, default=_SUPPRESS, choices=[8, 16, 32, 64, 128])
     v.add_argument("--enforce-eager", action="store_true", default=_SUPPRESS)
 
@@ -123,14 +123,14 @@ def add_profile_flags(parser: argparse.ArgumentParser) -> None:
     f.add_argument(
         "--speculative-model", default=_SUPPRESS, help="Draft / EAGLE head (catalog id or folder)."
     )
-    f.add_argument("--num-speculative-tokens", type=_positive_int, default=_SUPPRESS)
+    f.add_argument("--num-speculative-tokens", type=positive_int, default=_SUPPRESS)
     f.add_argument(
         "--spec-acceptance-rate", type=_fraction, default=_SUPPRESS, help="Per draft token, (0, 1)."
     )
     f.add_argument(
-        "--max-loras", type=_positive_int, default=_SUPPRESS, help="Serve LoRA with this many slots."
+        "--max-loras", type=positive_int, default=_SUPPRESS, help="Serve LoRA with this many slots."
     )
-    f.add_argument("--max-lora-rank", type=_positive_int, default=_SUPPRESS)
+    f.add_argument("--max-lora-rank", type=positive_int, default=_SUPPRESS)
     f.add_argument(
         "--prefix-reuse", type=_non_negative, default=_SUPPRESS, help="Prompt share from the prefix cache."
     )

@@ -7,15 +7,15 @@ import json
 import os
 import sys
 
-from .cli_verify import non_negative
+from .verify import non_negative
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import api
-    from .compare.diff_report import diff_sections
-    from .compare.lock_diff import Policy
-    from .compare.tables import markdown, print_rich
-    from .diagnostics import ExitCode
+    from .. import api
+    from ..compare.diff_report import diff_sections
+    from ..compare.lock_diff import Policy
+    from ..compare.tables import markdown, print_rich
+    from ..diagnostics import ExitCode
 
     overrides = {
         k: v

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_flags import add_profile_flags, profile_from_args
-from .diagnostics import DiagnosticError, ExitCode
+from ..diagnostics import DiagnosticError, ExitCode
+from .flags import add_profile_flags, profile_from_args
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # deploy.* flags: dest -> profile key
@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _targets(emit: str | None, profile_targets: list[str]) -> list[str]:
-    from .render import TARGETS
+    from ..render import TARGETS
 
     chosen = [t.strip() for t in emit.split(",") if t.strip()] if emit else list(profile_targets)
     unknown = [t for t in chosen if t not in TARGETS]
@@ -101,10 +101,10 @@ def profile_data(args: argparse.Namespace, base: dict[str, Any] | None, name: st
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import api
-    from .lock import LOCK_FILE, build_lock, dump_lock, inputs_sha256
-    from .render import render_artifacts
-    from .write import apply_changes, pending_changes
+    from .. import api
+    from ..lock import LOCK_FILE, build_lock, dump_lock, inputs_sha256
+    from ..render import render_artifacts
+    from ..write import apply_changes, pending_changes
 
     out = Path(args.output_dir)
     name = args.name or out.resolve().name.lower()
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"profile name {name!r} must be lowercase letters, digits and '-' (use --name)")
         base = None
         if args.profile:
-            from .profile.loader import load_profile
+            from ..profile.loader import load_profile
 
             base = load_profile(Path(args.profile)).data
         data = profile_data(args, base, name)

@@ -20,10 +20,10 @@ def non_negative(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import api
-    from .compare.tables import markdown, print_rich
-    from .compare.verify_report import verify_sections
-    from .diagnostics import DiagnosticError, ExitCode
+    from .. import api
+    from ..compare.tables import markdown, print_rich
+    from ..compare.verify_report import verify_sections
+    from ..diagnostics import DiagnosticError, ExitCode
 
     try:
         reports = api.verify(args.target, args.logs, tolerance=args.tolerance, floor_gib=args.floor_gib)

@@ -22,11 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .diagnostics import ExitCode
+    from ..diagnostics import ExitCode
 
     if args.catalog:
         return _print_catalog(args.json)
-    from .facts.detect import DetectionError, main_detect
+    from ..facts.detect import DetectionError, main_detect
 
     try:
         return main_detect(args.json)
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_catalog(as_json: bool) -> int:
-    from .facts.gpus import gpu_catalog
+    from ..facts.gpus import gpu_catalog
 
     specs = gpu_catalog()
     if as_json:

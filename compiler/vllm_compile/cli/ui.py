@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .diagnostics import ExitCode
+from ..diagnostics import ExitCode
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .ui.app import create_app
+        from ..ui.app import create_app
     except ImportError as exc:
         print(
             f"vllm-compile ui needs the web extra ({exc.name} is missing): pip install 'vllm-compile[web]'",

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_flags import add_profile_flags, profile_from_args
-from .diagnostics import DiagnosticError, ExitCode
-from .plan import Plan
-from .units import GIB, stable_float
+from ..diagnostics import DiagnosticError, ExitCode
+from ..plan import Plan
+from ..units import GIB, stable_float
+from .flags import add_profile_flags, profile_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
 def _base_profile(path: str | None) -> tuple[dict[str, Any] | None, str]:
     if not path:
         return None, "plan"
-    from .profile.loader import load_profile
+    from ..profile.loader import load_profile
 
     loaded = load_profile(Path(path))
     return loaded.data, loaded.name
 
 
 def _plan(data: dict[str, Any], name: str, base_dir: Path | None = None) -> Plan:
-    from . import api
+    from .. import api
 
     profile = api.load_profile_dict(data)
     return api.plan_profile(profile, name=name, base_dir=base_dir)
@@ -67,7 +67,7 @@ def _plan(data: dict[str, Any], name: str, base_dir: Path | None = None) -> Plan
 
 def _weights_total(plan: Plan) -> int:
     """Every weight of the checkpoint as loaded (one GPU, no parallelism)."""
-    from .facts.weights import weight_bytes_per_gpu
+    from ..facts.weights import weight_bytes_per_gpu
 
     e = plan.engine
     return weight_bytes_per_gpu(

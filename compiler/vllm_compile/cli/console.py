@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .api import CompileResult, ProfileResult
+from ..api import CompileResult, ProfileResult
 
 
 def print_result(result: CompileResult, fmt: str) -> None:

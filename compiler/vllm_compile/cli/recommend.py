@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import DiagnosticError, ExitCode
+from ..diagnostics import DiagnosticError, ExitCode
 
 _SUPPRESS = argparse.SUPPRESS
 
@@ -44,7 +44,7 @@ def _positive(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .cli_flags import _context_len, _positive_int
+    from .flags import context_len, positive_int
 
     parser = sub.add_parser(
         "recommend",
@@ -81,15 +81,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="LIST",
         help="KV options (default: auto,fp8).",
     )
-    parser.add_argument("--max-model-len", type=_context_len, default=_SUPPRESS)
+    parser.add_argument("--max-model-len", type=context_len, default=_SUPPRESS)
     parser.add_argument("--vllm-version", default=_SUPPRESS)
     w = parser.add_argument_group("workload and SLO")
     w.add_argument(
         "--preset", default=_SUPPRESS, choices=["chatbot", "batch_inference", "interactive", "long_context"]
     )
-    w.add_argument("--prompt-tokens", type=_positive_int, default=_SUPPRESS)
-    w.add_argument("--gen-tokens", type=_positive_int, default=_SUPPRESS)
-    w.add_argument("--concurrency", "-c", type=_positive_int, default=_SUPPRESS)
+    w.add_argument("--prompt-tokens", type=positive_int, default=_SUPPRESS)
+    w.add_argument("--gen-tokens", type=positive_int, default=_SUPPRESS)
+    w.add_argument("--concurrency", "-c", type=positive_int, default=_SUPPRESS)
     w.add_argument(
         "--request-rate", type=_positive, default=_SUPPRESS, help="requests per second (open loop)"
     )
@@ -107,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--prices", metavar="FILE", default=None, help="YAML mapping of GPU name -> USD per GPU-hour"
     )
     parser.add_argument(
-        "--top", type=_positive_int, default=12, help="rows to print (plus the best of each GPU type)"
+        "--top", type=positive_int, default=12, help="rows to print (plus the best of each GPU type)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON (sorted keys): every layout weighed")
     parser.add_argument("--write-profile", metavar="FILE", default=None, help="write the winner as a profile")
@@ -130,11 +130,11 @@ _WORKLOAD_FLAGS = (
 
 def profile_data(args: argparse.Namespace) -> dict[str, Any]:
     """The base profile the search plans every layout over: --profile, then the flags."""
-    from .yaml_text import load_yaml
+    from ..yaml_text import load_yaml
 
     data: dict[str, Any] = {}
     if args.profile:
-        from .profile.loader import load_profile
+        from ..profile.loader import load_profile
 
         data = dict(load_profile(Path(args.profile)).data)
     data["profile_version"] = 1
@@ -178,7 +178,7 @@ def profile_data(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import api
+    from .. import api
 
     try:
         data = profile_data(args)
@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write_profile and winner is not None:
         path = Path(args.write_profile)
         try:
-            from .write import Change, apply_changes
+            from ..write import Change, apply_changes
 
             apply_changes([Change(path, None, winner_profile_text(data, winner, path))])
         except OSError as exc:
@@ -305,7 +305,7 @@ def print_table(rows: list[Any], top: int, data: dict[str, Any]) -> None:
 
 def winner_profile_text(data: dict[str, Any], row: Any, path: Path) -> str:
     """The winning layout as a profile ready for profiles/: the workload and SLO it was chosen for."""
-    from .yaml_text import to_yaml
+    from ..yaml_text import to_yaml
 
     lay = row.layout
     model = {**data["model"], "max_model_len": row.max_model_len}
