@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
-from .verify import non_negative
+from .sections import FORMATS, non_negative, print_sections
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import api
     from ..compare.diff_report import diff_sections
     from ..compare.lock_diff import Policy
-    from ..compare.tables import markdown, print_rich
     from ..diagnostics import ExitCode
 
     overrides = {
@@ -35,22 +32,12 @@ def run(args: argparse.Namespace) -> int:
     if result.regressions:
         title += " - REGRESSION"
     sections = diff_sections(result.diffs)
-    if args.format == "json":
-        payload = {
-            "base": result.base,
-            "regressions": result.regressions,
-            "deployments": [d.model_dump(mode="json") for d in result.diffs],
-        }
-        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    elif args.format in ("markdown", "github"):
-        text = markdown(title, sections)
-        sys.stdout.write(text)
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if args.format == "github" and summary:
-            with open(summary, "a", encoding="utf-8") as handle:
-                handle.write(text)
-    else:
-        print_rich(title, sections)
+    payload = {
+        "base": result.base,
+        "regressions": result.regressions,
+        "deployments": [d.model_dump(mode="json") for d in result.diffs],
+    }
+    print_sections(title, sections, args.format, payload)
     return ExitCode.POLICY if args.fail_on_regression and result.regressions else ExitCode.OK
 
 
@@ -72,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="read the working tree's locks from this folder (e.g. its committed out/) instead of compiling",
     )
-    parser.add_argument("--format", choices=["human", "markdown", "github", "json"], default="human")
+    parser.add_argument("--format", choices=FORMATS, default="human")
     parser.add_argument(
         "--fail-on-regression",
         action="store_true",

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
-
-def non_negative(text: str) -> float:
-    """A flag's number >= 0 (argparse turns the error into a usage error, exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+from .sections import FORMATS, non_negative, print_sections
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import api
-    from ..compare.tables import markdown, print_rich
     from ..compare.verify_report import verify_sections
     from ..diagnostics import DiagnosticError, ExitCode
 
@@ -35,22 +23,12 @@ def run(args: argparse.Namespace) -> int:
     drift = any(r.drift for r in reports)
     title = f"vllm-compile verify: {'DRIFT' if drift else 'as planned'} ({len(reports)} log(s))"
     sections = verify_sections(reports)
-    if args.format == "json":
-        payload = {
-            "drift": drift,
-            "reports": [r.model_dump(mode="json") | {"drift": r.drift} for r in reports],
-        }
-        payload["recorded"] = recorded
-        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    elif args.format in ("markdown", "github"):
-        text = markdown(title, sections)
-        sys.stdout.write(text)
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if args.format == "github" and summary:
-            with open(summary, "a", encoding="utf-8") as handle:
-                handle.write(text)
-    else:
-        print_rich(title, sections)
+    payload = {
+        "drift": drift,
+        "reports": [r.model_dump(mode="json") | {"drift": r.drift} for r in reports],
+        "recorded": recorded,
+    }
+    print_sections(title, sections, args.format, payload)
     if recorded and args.format != "json":
         print(f"recorded {len(recorded)} measurement(s) in {args.record}", file=sys.stderr)
     return ExitCode.POLICY if drift else ExitCode.OK
@@ -76,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="absolute drift under which a memory term is never flagged (default 0.1 GiB)",
     )
-    parser.add_argument("--format", choices=["human", "markdown", "github", "json"], default="human")
+    parser.add_argument("--format", choices=FORMATS, default="human")
     parser.add_argument(
         "--record",
         metavar="FILE",
