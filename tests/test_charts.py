@@ -198,6 +198,14 @@ def test_performance_chart_series_slo_and_points(charts) -> None:
         assert kv_x > op_x
         assert ids[f"range-{color}"].get("fill-opacity") == "0.18"  # the estimate's range
     assert "slo-ttft-p50" not in ids  # the preset declares no p50 TTFT target: no line
+    # The layouts chart draws the ITL SLO as a vertical line, right of every layout faster than it.
+    assert slo.itl_ms is not None
+    layouts, _parents = _tree(charts["llama31-8b-h100-fleet"]["layouts.svg"])
+    (ax, ay), (bx, by) = _points(layouts["slo-itl"])
+    faster = [p for p in plan.layouts if p.starts and p.itl_ms is not None and p.itl_ms < slo.itl_ms]
+    dots = [float(c.get("cx")) for g in ("series-within", "series-whatif") for c in layouts[g].iter("circle")]
+    assert faster and ax == bx and ay != by and ax > max(dots)
+    assert f"ITL SLO {slo.itl_ms:g} ms" in charts["llama31-8b-h100-fleet"]["layouts.svg"]
     assert f"workload: {perf.concurrency} in flight" in text and "KV cache full: queues beyond" in text
 
 

@@ -7,7 +7,18 @@ from xml.etree import ElementTree as ET
 
 from ..passes.workload import resolve_workload
 from ..plan import LayoutPoint, Plan
-from .svg import COLORS, bottom_legend, element, name_series, new_chart, number, plot_group, to_svg, tree
+from .svg import (
+    COLORS,
+    bottom_legend,
+    element,
+    name_series,
+    new_chart,
+    number,
+    plot_group,
+    rule,
+    to_svg,
+    tree,
+)
 
 
 def costed(points: list[LayoutPoint]) -> bool:
@@ -29,8 +40,8 @@ def draw(plan: Plan) -> str:
     slo = resolve_workload(plan.resolved.profile.workload).slo
     xs = [_xy(p, by_cost)[0] for p in points]
     ys = [_xy(p, by_cost)[1] for p in points]
-    x_hi = max([*xs, float(slo.itl_ms or 0.0)]) * 1.15
-    y_hi = max(ys) * 1.12
+    x_hi = max([*xs, float(slo.itl_ms or 0.0)], default=0.0) * 1.15 or 1.0  # an empty axis still spans
+    y_hi = max(ys, default=0.0) * 1.12 or 1.0
     skipped = sum(1 for p in plan.layouts if not p.starts)
     series: list[tuple[str, str, list[tuple[float, float]], dict[str, object]]] = []
     hollow: list[str] = []
@@ -59,23 +70,12 @@ def draw(plan: Plan) -> str:
             series.append((role, role, marked, {"stroke": False, "dots_size": size}))
             if role == "runner-up":
                 hollow.append(role)
-    if slo.itl_ms is not None:
-        s = float(slo.itl_ms)
-        series.append(
-            (
-                "slo-itl",
-                f"ITL SLO {slo.itl_ms:g} ms",
-                [(s, 0.0), (s, y_hi)],
-                {"show_dots": False, "stroke_style": {"width": 1.5, "dasharray": "3,3"}},
-            )
-        )
     palette = {
         "series-within": COLORS["weights"],
         "series-whatif": COLORS["weights"],
         "frontier": COLORS["frontier"],
         "chosen": COLORS["cuda_graphs"],
         "runner-up": COLORS["point"],
-        "slo-itl": COLORS["slo"],
     }
     chart = new_chart(
         "XY",
@@ -107,6 +107,19 @@ def draw(plan: Plan) -> str:
                     for dot in group.iter("circle"):
                         dot.set("style", "fill:none;stroke-width:1.5")
         plot = plot_group(root)
+        if slo.itl_ms is not None:
+            top, bottom = chart.view((float(slo.itl_ms), y_hi)), chart.view((float(slo.itl_ms), 0.0))
+            rule(plot, "slo-itl", bottom, top, COLORS["slo"], "3,3")
+            element(
+                plot,
+                "text",
+                f"ITL SLO {slo.itl_ms:g} ms",
+                x=f"{top[0] - 3:.2f}",
+                y=f"{min(top[1], bottom[1]) + 10:.2f}",
+                text_anchor="end",
+                font_size="9",
+                fill=COLORS["slo"],
+            )
         for p in points:
             px, py = chart.view(_xy(p, by_cost))
             element(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from xml.etree import ElementTree as ET
 
 from ..plan import Plan
-from .svg import COLORS, bottom_legend, element, gib, new_chart, number, plot_group, to_svg, tree
+from .svg import COLORS, bottom_legend, element, gib, new_chart, number, plot_group, rule, to_svg, tree
 
 # (field of RankMemory, legend label, colour key): inside the budget, in vLLM's order of deduction.
 SEGMENTS = (
@@ -41,25 +41,23 @@ def draw(plan: Plan) -> str:
     chart = new_chart(
         "HorizontalStackedBar",
         "memory",
-        [COLORS[k] for k in KEYS] + ["#000000"],
+        [COLORS[k] for k in KEYS],
         height=190 + 50 * len(ranks),
         title=f"{plan.resolved.name}: memory per GPU at start-up",
         x_title=f"GiB of {plan.resolved.gpu.name} ({total:.1f} GiB)",
         range=(0, hi),
         value_formatter=number,
-        **bottom_legend(len(KEYS) + 1, len(KEYS) + 1, 3),
+        **bottom_legend(len(KEYS), len(KEYS), 4),
     )
     order = list(range(len(ranks)))[::-1]  # pygal draws the first category at the bottom: stage 0 on top
     chart.x_labels = [names[i] for i in order]
     for key in KEYS:
         chart.add(labels[key], [rows[key][i] for i in order])
-    # The budget line is drawn below; this empty series gives it its legend entry (black, dashed).
-    chart.add(f"gpu_memory_utilization {util:.2f} ({budget:.1f} GiB)", [None] * len(ranks))
 
     def decorate(root: ET.Element) -> None:
         bars = [
             g for g in plot_group(root).findall("g") if "series" in (g.get("class") or "").split()
-        ]  # one group per segment, in KEYS order (the legend-only series last, without bars)
+        ]  # one group per segment, in KEYS order
         for key, group in zip(KEYS, bars, strict=False):
             for bar in group.iter("g"):  # each bar names its stage in <desc class="x_label">
                 rect, stage = bar.find("rect"), bar.find("desc[@class='x_label']")
@@ -68,15 +66,20 @@ def draw(plan: Plan) -> str:
         plot = plot_group(root)
         x = _x(chart, budget)
         bottom = chart.view.height
-        element(
+        rule(plot, "utilization", (x, 0.0), (x, bottom), "#000000", "5,3")
+        element(  # the line's label at its top, inside the plot, on a white halo over the bars
             plot,
-            "path",
-            id="utilization",
-            d=f"M{x:.2f} 0 V{bottom:.2f}",
-            stroke="#000000",
-            stroke_width="1.2",
-            stroke_dasharray="5,3",
-            fill="none",
+            "text",
+            f"gpu_memory_utilization {util:.2f} ({budget:.1f} GiB)",
+            id="utilization-label",
+            x=f"{x - 4:.2f}",
+            y="12",
+            text_anchor="end",
+            font_size="10",
+            fill="#000000",
+            stroke="#FFFFFF",
+            stroke_width="3",
+            paint_order="stroke",
         )
         for i, r in enumerate(ranks):
             if r.kv_cache_bytes < 0:  # vLLM fails to start: the budget is short by this much

@@ -22,6 +22,7 @@ from .svg import (
     new_chart,
     number,
     plot_group,
+    rule,
     stack,
     to_svg,
     tree,
@@ -98,7 +99,7 @@ def draw(plan: Plan) -> str:
         chart = new_chart(
             "XY",
             f"performance-{color}",
-            [COLORS[color], COLORS["point"], COLORS["kv"]] + [COLORS["slo"]] * len(lines),
+            [COLORS[color], COLORS["point"]],
             height=210 + (30 if first else 0) + (40 if last else 0),
             title=title if first else None,
             x_title="requests in flight (concurrency, log scale)" if last else None,
@@ -113,28 +114,21 @@ def draw(plan: Plan) -> str:
         )
         chart.y_labels = y_ticks
         chart.x_labels = [{"label": f"{t:g}", "value": math.log2(t)} for t in ticks]
-        ids: list[str | None] = [f"series-{color}", f"operating-point-{key}", f"operating-point-line-{color}"]
         chart.add("estimate", [(math.log2(a), b) for a, b in zip(x, y, strict=True)], dots_size=3)
         chart.add("workload", [(math.log2(op), point[key])], dots_size=7, stroke=False)
-        chart.add(
-            "operating point",
-            [(math.log2(op), 0), (math.log2(op), top)],
-            show_dots=False,
-            stroke_style={"width": 1, "dasharray": "2,2"},
-        )
-        for name, value in lines:
-            chart.add(
-                f"SLO {name}".strip(),
-                [(x_lo, value), (x_hi, value)],
-                show_dots=False,
-                stroke_style={"width": 1.5, "dasharray": "3,3"},
-            )
-            ids.append(f"slo-{color}{'-' + name if name else ''}")
 
         def decorate(
-            root: ET.Element, chart=chart, ids=ids, lo=lo, hi=hi, color=color, lines=lines, first=first
+            root: ET.Element,
+            chart=chart,
+            key=key,
+            lo=lo,
+            hi=hi,
+            color=color,
+            lines=lines,
+            first=first,
+            top=top,
         ):
-            name_series(root, ids)
+            name_series(root, [f"series-{color}", f"operating-point-{key}"])
             plot = plot_group(root)
             for axis in plot.iter("g"):  # concurrency 1 is log2 0: a guide, not pygal's bold zero axis
                 if axis.get("class") == "axis x":
@@ -155,8 +149,24 @@ def draw(plan: Plan) -> str:
             )
             plot.remove(band)
             plot.insert(1, band)  # under the lines, above the background
+            rule(
+                plot,
+                f"operating-point-line-{color}",
+                view((math.log2(op), 0)),
+                view((math.log2(op), top)),
+                COLORS["point"],
+                "2,2",
+            )
             for name, value in lines:
                 px, py = view((x_lo, value))
+                rule(
+                    plot,
+                    f"slo-{color}{'-' + name if name else ''}",
+                    (px, py),
+                    view((x_hi, value)),
+                    COLORS["slo"],
+                    "3,3",
+                )
                 element(
                     plot,
                     "text",
@@ -178,15 +188,13 @@ def draw(plan: Plan) -> str:
                 )
             if kv_requests >= 1:
                 qx, qy = view((math.log2(kv_requests), 0))
-                element(
+                rule(
                     plot,
-                    "path",
-                    id=f"kv-queue-{color}",
-                    d=f"M{qx:.2f} 0 V{qy:.2f}",
-                    stroke=COLORS["kv"],
-                    stroke_width="1.2",
-                    stroke_dasharray="5,3",
-                    fill="none",
+                    f"kv-queue-{color}",
+                    (qx, qy),
+                    view((math.log2(kv_requests), top)),
+                    COLORS["kv"],
+                    "5,3",
                 )
                 if first:
                     element(
