@@ -88,6 +88,7 @@ def new_chart(kind: str, uuid: str, colors: Iterable[str], **config: Any) -> Any
     )
     settings: dict[str, Any] = {
         "width": WIDTH,
+        "explicit_size": True,  # width and height on <svg>: drawn at its size, not stretched to a page
         "js": [],
         "style": style,
         "pretty_print": False,
@@ -225,6 +226,8 @@ def stack(parts: list[ET.Element], title: str) -> ET.Element:
         group.extend(part)
         y += height
     outer.set("viewBox", f"0 0 {WIDTH} {y}")
+    outer.set("width", str(WIDTH))
+    outer.set("height", str(y))
     return outer
 
 
