@@ -164,7 +164,7 @@ def _report(plan: Plan, ctx: context.Context) -> dict[str, str]:
 
 
 def _charts(plan: Plan, ctx: context.Context) -> dict[str, str]:
-    from .charts import render_charts  # matplotlib: only when a chart is drawn
+    from .charts import render_charts  # pygal: only when a chart is drawn
     from .charts.svg import ChartError
 
     try:

@@ -88,7 +88,7 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
     ]
     charts = []
     if "charts" in ctx.targets:
-        from ..charts import chart_files  # names only: matplotlib is not imported here
+        from ..charts import chart_files  # names only: pygal is not imported here
 
         titles = {
             "memory.svg": "Memory per GPU",

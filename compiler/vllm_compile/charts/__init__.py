@@ -1,7 +1,8 @@
 """Deterministic SVG charts from a Plan: memory per GPU, performance vs concurrency, the layouts weighed.
 
-Imported only when a chart is rendered (matplotlib costs ~1 s to import): `render.py` reaches this
-package from the `charts` target alone, so a compile whose locks are current never loads it.
+Drawn with pygal (pure-Python SVG; charts/svg.py pins its settings), imported only when a chart is
+rendered: `render.py` reaches this package from the `charts` target alone, so a compile whose locks
+are current never loads it, and `chart_files` (REPORT.md's links) never imports pygal.
 """
 
 from __future__ import annotations

@@ -3,9 +3,22 @@ a GPU price is known) against ITL, the Pareto frontier drawn, the chosen layout 
 
 from __future__ import annotations
 
+from xml.etree import ElementTree as ET
+
 from ..passes.workload import resolve_workload
 from ..plan import LayoutPoint, Plan
-from .svg import COLORS, figure, to_svg
+from .svg import (
+    COLORS,
+    bottom_legend,
+    element,
+    name_series,
+    new_chart,
+    number,
+    plot_group,
+    rule,
+    to_svg,
+    tree,
+)
 
 
 def costed(points: list[LayoutPoint]) -> bool:
@@ -17,87 +30,107 @@ def y_value(p: LayoutPoint, by_cost: bool) -> float:
     return float(p.usd_per_mtok if by_cost else p.output_tok_s_per_gpu)  # type: ignore[arg-type]
 
 
+def _xy(p: LayoutPoint, by_cost: bool) -> tuple[float, float]:
+    return float(p.itl_ms), y_value(p, by_cost)  # type: ignore[arg-type]
+
+
 def draw(plan: Plan) -> str:
     points = [p for p in plan.layouts if p.starts and p.itl_ms is not None]
     by_cost = costed(plan.layouts)
     slo = resolve_workload(plan.resolved.profile.workload).slo
-    with figure(7.2, 5.2, {"left": 0.1, "right": 0.72, "top": 0.93, "bottom": 0.1}) as (fig, ax):
-        for within, gid, label in (
-            (True, "series-within", "within the profile"),
-            (False, "series-whatif", "what-if: lifts a fixed\nsetting or needs more GPUs"),
-        ):
-            group = [p for p in points if p.within_profile is within]
-            if not group:
-                continue
-            sc = ax.scatter(
-                [p.itl_ms for p in group],
-                [y_value(p, by_cost) for p in group],
-                s=30,
-                facecolors=COLORS["weights"] if within else "none",
-                edgecolors=COLORS["weights"],
-                linewidths=1.0,
-                label=label,
-                zorder=3,
-            )
-            sc.set_gid(gid)
-        frontier = sorted((p for p in points if p.frontier), key=lambda p: p.itl_ms)
-        if frontier:
-            (line,) = ax.plot(
-                [p.itl_ms for p in frontier],
-                [y_value(p, by_cost) for p in frontier],
-                color=COLORS["frontier"],
-                linewidth=1.5,
-                drawstyle="steps-post" if by_cost else "default",
-                label="Pareto frontier",
-                zorder=2,
-            )
-            line.set_gid("frontier")
-        for role, marker, size, gid in (("chosen", "*", 220, "chosen"), ("runner-up", "D", 80, "runner-up")):
-            marked = [p for p in points if p.role == role]
-            if marked:
-                m = ax.scatter(
-                    [p.itl_ms for p in marked],
-                    [y_value(p, by_cost) for p in marked],
-                    marker=marker,
-                    s=size,
-                    facecolors=COLORS["cuda_graphs"] if role == "chosen" else "none",
-                    edgecolors="#000000",
-                    linewidths=1.0,
-                    label=role,
-                    zorder=4,
-                )
-                m.set_gid(gid)
-        for p in points:
-            ax.annotate(
-                f"{p.label} ({p.gpus} GPU{'s' if p.gpus > 1 else ''})",
-                xy=(p.itl_ms, y_value(p, by_cost)),
-                xytext=(5, 3),
-                textcoords="offset points",
-                fontsize=6.5,
-                color="#333333",
-            )
-        if slo.itl_ms is not None:
-            s = ax.axvline(
-                slo.itl_ms,
-                color=COLORS["slo"],
-                linestyle=":",
-                linewidth=1.2,
-                label=f"ITL SLO {slo.itl_ms:g} ms",
-            )
-            s.set_gid("slo-itl")
-        ax.set_xlabel("ITL at the workload's load (ms, lower is better)")
-        ax.set_ylabel(
-            "USD per million output tokens" if by_cost else "output tok/s per GPU (higher is better)"
+    xs = [_xy(p, by_cost)[0] for p in points]
+    ys = [_xy(p, by_cost)[1] for p in points]
+    x_hi = max([*xs, float(slo.itl_ms or 0.0)], default=0.0) * 1.15 or 1.0  # an empty axis still spans
+    y_hi = max(ys, default=0.0) * 1.12 or 1.0
+    skipped = sum(1 for p in plan.layouts if not p.starts)
+    series: list[tuple[str, str, list[tuple[float, float]], dict[str, object]]] = []
+    hollow: list[str] = []
+    for within, gid, label in (
+        (True, "series-within", "within the profile"),
+        (False, "series-whatif", "what-if: lifts a fixed setting or needs more GPUs"),
+    ):
+        group = [_xy(p, by_cost) for p in points if p.within_profile is within]
+        if group:
+            series.append((gid, label, group, {"stroke": False, "dots_size": 4}))
+            if not within:
+                hollow.append(gid)
+    frontier = sorted((_xy(p, by_cost) for p in points if p.frontier), key=lambda xy: xy[0])
+    if frontier:
+        if by_cost:  # a step after each point: the cheapest cost reached at that ITL or lower
+            steps = [frontier[0]]
+            for (_x0, y0), (x1, y1) in zip(frontier, frontier[1:], strict=False):
+                steps += [(x1, y0), (x1, y1)]
+            frontier = steps
+        series.append(
+            ("frontier", "Pareto frontier", frontier, {"show_dots": False, "stroke_style": {"width": 2}})
         )
-        if by_cost:
-            ax.invert_yaxis()  # cheaper up: the frontier is still the upper-left edge
-        ax.set_xlim(left=0)
-        skipped = sum(1 for p in plan.layouts if not p.starts)
-        ax.set_title(
+    for role, size in (("chosen", 9), ("runner-up", 6)):
+        marked = [_xy(p, by_cost) for p in points if p.role == role]
+        if marked:
+            series.append((role, role, marked, {"stroke": False, "dots_size": size}))
+            if role == "runner-up":
+                hollow.append(role)
+    palette = {
+        "series-within": COLORS["weights"],
+        "series-whatif": COLORS["weights"],
+        "frontier": COLORS["frontier"],
+        "chosen": COLORS["cuda_graphs"],
+        "runner-up": COLORS["point"],
+    }
+    chart = new_chart(
+        "XY",
+        "layouts",
+        [palette[gid] for gid, *_rest in series],
+        height=460,
+        title=(
             f"{plan.resolved.name}: layouts weighed ({len(points)} start"
             + (f", {skipped} do not start" if skipped else "")
-            + ")",
-            loc="left",
-        )
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7)
-        return to_svg(fig)
+            + ")"
+        ),
+        x_title="ITL at the workload's load (ms, lower is better)",
+        y_title="USD per million output tokens" if by_cost else "output tok/s per GPU (higher is better)",
+        inverse_y_axis=by_cost,  # cheaper up: the frontier is still the upper-left edge
+        xrange=(0.0, x_hi),
+        range=(0.0, y_hi),
+        **bottom_legend(len(series), len(series), 2),
+        value_formatter=number,
+        x_value_formatter=number,
+    )
+    for _gid, label, values, options in series:
+        chart.add(label, values, **options)
+
+    def decorate(root: ET.Element) -> None:
+        name_series(root, [gid for gid, *_rest in series])
+        for gid in hollow:  # open markers: a what-if, the runner-up
+            for group in root.iter("g"):
+                if group.get("id") in (gid, f"{gid}-dots"):
+                    for dot in group.iter("circle"):
+                        dot.set("style", "fill:none;stroke-width:1.5")
+        plot = plot_group(root)
+        if slo.itl_ms is not None:
+            top, bottom = chart.view((float(slo.itl_ms), y_hi)), chart.view((float(slo.itl_ms), 0.0))
+            rule(plot, "slo-itl", bottom, top, COLORS["slo"], "3,3")
+            element(
+                plot,
+                "text",
+                f"ITL SLO {slo.itl_ms:g} ms",
+                x=f"{top[0] - 3:.2f}",
+                y=f"{min(top[1], bottom[1]) + 10:.2f}",
+                text_anchor="end",
+                font_size="9",
+                fill=COLORS["slo"],
+            )
+        for p in points:
+            px, py = chart.view(_xy(p, by_cost))
+            element(
+                plot,
+                "text",
+                f"{p.label} ({p.gpus} GPU{'s' if p.gpus > 1 else ''})",
+                class_="point-label",
+                x=f"{px + 6:.2f}",
+                y=f"{py - 4:.2f}",
+                font_size="9",
+                fill="#333333",
+            )
+
+    return to_svg(tree(chart, decorate))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from xml.etree import ElementTree as ET
+
 from ..plan import Plan
-from .svg import COLORS, figure, gib, to_svg
+from .svg import COLORS, bottom_legend, element, gib, new_chart, number, plot_group, rule, to_svg, tree
 
 # (field of RankMemory, legend label, colour key): inside the budget, in vLLM's order of deduction.
 SEGMENTS = (
@@ -13,12 +15,7 @@ SEGMENTS = (
     ("cuda_graph_bytes", "CUDA graphs", "cuda_graphs"),
     ("kv_cache_bytes", "KV cache", "kv"),
 )
-
-
-def _gid(bars, name: str) -> None:
-    """SVG ids the tests and the web page find a series by (unique: one per stage)."""
-    for i, patch in enumerate(bars):
-        patch.set_gid(f"series-{name}-{i}")
+KEYS = [key for *_x, key in SEGMENTS] + ["baseline", "free"]
 
 
 def draw(plan: Plan) -> str:
@@ -27,57 +24,82 @@ def draw(plan: Plan) -> str:
     total = gib(ranks[0].gpu_total_bytes)
     budget = gib(ranks[0].requested_bytes)
     names = [f"PP stage {r.pp_rank}" for r in ranks] if len(ranks) > 1 else ["each GPU"]
-    bars_in = 0.55 * len(ranks)  # inches of plot: one bar per stage
-    height = 0.42 + bars_in + 1.45  # title above; axis label and a three-row legend below
-    margins = {"left": 0.13 if len(ranks) > 1 else 0.1, "top": 1 - 0.42 / height, "bottom": 1.45 / height}
-    with figure(7.2, height, margins) as (fig, ax):
-        left = [0.0] * len(ranks)
-        for field, label, color in SEGMENTS:
-            values = [max(gib(getattr(r, field)), 0.0) for r in ranks]
-            bars = ax.barh(names, values, left=left, color=COLORS[color], label=label, height=0.55)
-            _gid(bars, color)
-            left = [a + b for a, b in zip(left, values, strict=True)]
-        outside = [gib(r.baseline_bytes) for r in ranks]
-        bars = ax.barh(
-            names, outside, left=left, color=COLORS["baseline"], label="outside the budget", height=0.55
+    rows: dict[str, list[float]] = {}
+    left = [0.0] * len(ranks)
+    for field, _label, key in SEGMENTS:
+        rows[key] = [max(gib(getattr(r, field)), 0.0) for r in ranks]
+    rows["baseline"] = [gib(r.baseline_bytes) for r in ranks]
+    for key in KEYS[:-1]:
+        left = [a + b for a, b in zip(left, rows[key], strict=True)]
+    rows["free"] = [max(total - x, 0.0) for x in left]
+    used = [a + b for a, b in zip(left, rows["free"], strict=True)]
+    hi = max(total, *used) * 1.02
+    labels = dict((key, label) for _f, label, key in SEGMENTS) | {
+        "baseline": "outside the budget",
+        "free": "free",
+    }
+    chart = new_chart(
+        "HorizontalStackedBar",
+        "memory",
+        [COLORS[k] for k in KEYS],
+        height=190 + 50 * len(ranks),
+        title=f"{plan.resolved.name}: memory per GPU at start-up",
+        x_title=f"GiB of {plan.resolved.gpu.name} ({total:.1f} GiB)",
+        range=(0, hi),
+        value_formatter=number,
+        **bottom_legend(len(KEYS), len(KEYS), 4),
+    )
+    order = list(range(len(ranks)))[::-1]  # pygal draws the first category at the bottom: stage 0 on top
+    chart.x_labels = [names[i] for i in order]
+    for key in KEYS:
+        chart.add(labels[key], [rows[key][i] for i in order])
+
+    def decorate(root: ET.Element) -> None:
+        bars = [
+            g for g in plot_group(root).findall("g") if "series" in (g.get("class") or "").split()
+        ]  # one group per segment, in KEYS order
+        for key, group in zip(KEYS, bars, strict=False):
+            for bar in group.iter("g"):  # each bar names its stage in <desc class="x_label">
+                rect, stage = bar.find("rect"), bar.find("desc[@class='x_label']")
+                if rect is not None and stage is not None:
+                    rect.set("id", f"series-{key}-{names.index(stage.text or '')}")
+        plot = plot_group(root)
+        x = _x(chart, budget)
+        bottom = chart.view.height
+        rule(plot, "utilization", (x, 0.0), (x, bottom), "#000000", "5,3")
+        element(  # the line's label at its top, inside the plot, on a white halo over the bars
+            plot,
+            "text",
+            f"gpu_memory_utilization {util:.2f} ({budget:.1f} GiB)",
+            id="utilization-label",
+            x=f"{x - 4:.2f}",
+            y="12",
+            text_anchor="end",
+            font_size="10",
+            fill="#000000",
+            stroke="#FFFFFF",
+            stroke_width="3",
+            paint_order="stroke",
         )
-        _gid(bars, "baseline")
-        left = [a + b for a, b in zip(left, outside, strict=True)]
-        free = [max(total - x, 0.0) for x in left]
-        bars = ax.barh(
-            names,
-            free,
-            left=left,
-            color=COLORS["free"],
-            label="free",
-            height=0.55,
-            edgecolor="#BBBBBB",
-            linewidth=0.5,
-        )
-        _gid(bars, "free")
-        line = ax.axvline(
-            budget,
-            color="#000000",
-            linestyle="--",
-            linewidth=1.2,
-            label=f"gpu_memory_utilization {util:.2f} ({budget:.1f} GiB)",
-        )
-        line.set_gid("utilization")
         for i, r in enumerate(ranks):
             if r.kv_cache_bytes < 0:  # vLLM fails to start: the budget is short by this much
-                ax.annotate(
+                rect = root.find(f".//rect[@id='series-free-{i}']")
+                assert rect is not None
+                y = float(rect.get("y", "0")) + float(rect.get("height", "0")) / 2
+                element(
+                    plot,
+                    "text",
                     f"short by {gib(-r.kv_cache_bytes):.2f} GiB: does not start",
-                    xy=(min(left[i], total), i),
-                    xytext=(4, 0),
-                    textcoords="offset points",
-                    va="center",
-                    fontsize=8,
-                    color=COLORS["slo"],
+                    id=f"does-not-start-{i}",
+                    x=f"{_x(chart, min(left[i], total)) + 4:.2f}",
+                    y=f"{y + 3:.2f}",
+                    font_size="10",
+                    fill=COLORS["slo"],
                 )
-        ax.set_xlim(0, max(total, max(left)) * 1.02)
-        ax.invert_yaxis()
-        ax.set_xlabel(f"GiB of {plan.resolved.gpu.name} ({total:.1f} GiB)")
-        ax.set_title(f"{plan.resolved.name}: memory per GPU at start-up", loc="left")
-        ax.grid(axis="y", visible=False)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42 / bars_in), ncols=3, frameon=False)
-        return to_svg(fig)
+
+    return to_svg(tree(chart, decorate))
+
+
+def _x(chart: object, value: float) -> float:
+    """The pixel column of a GiB value (pygal's horizontal view maps (category, value) to (y, x))."""
+    return float(chart.view((0, value))[1])  # type: ignore[attr-defined]

@@ -1,26 +1,26 @@
-"""One deterministic way to draw: matplotlib's object API and SVG backend, settings pinned.
+"""One deterministic way to draw: pygal (pure-Python SVG), its settings and its output pinned.
 
-- `svg.hashsalt` fixed: the ids of clip paths and glyphs are hashes of it, not of a random uuid;
-- no `Date` metadata and a fixed `Creator` (matplotlib's default names its own version);
-- DejaVu Sans, the font bundled inside matplotlib, so text is measured the same on every machine
-  (no system font lookup); text stays text in the SVG (`svg.fonttype: none`), small and searchable;
-- the "classic-free" default style reset, so a user's matplotlibrc cannot leak into the output;
-- no pyplot: no global figure manager, no GUI backend, safe in the web server's threads.
+- a fixed chart id (`chart.uuid`: pygal's default is a random uuid4, which also scopes its CSS);
+- no JavaScript, and pygal's config dump (`<script>`) and its comments (one carries today's date and
+  whether lxml was used) removed;
+- the standard library's xml.etree, never lxml even where it is installed: one serializer, one output;
+- one `Style` (the Okabe-Ito colours below); text widths are estimated by pygal from character counts,
+  never measured with a system font;
+- coordinates rounded to 0.01 px (invisible), so a last-ulp difference in a libm `log10` cannot move
+  a byte; LF newlines and one final newline like every artifact.
+
+pygal is imported inside the functions below, never at module import of render.py or api.py.
 """
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from typing import Any
+from xml.etree import ElementTree as ET
 
-import matplotlib
-from matplotlib.backends.backend_svg import FigureCanvasSVG
-from matplotlib.figure import Figure
-
-HASH_SALT = "vllm-compile"
-PINNED_MINOR = "3.10"  # pyproject.toml pins it: other releases lay text out a fraction of a point apart
+PINNED_MINOR = "3.1"  # pyproject.toml pins it: another minor lays out and styles the SVG differently
+SVG_NS = "http://www.w3.org/2000/svg"
 COLORS = {  # Okabe-Ito, readable with the common colour-vision deficiencies
     "weights": "#0072B2",
     "activation": "#E69F00",
@@ -36,24 +36,12 @@ COLORS = {  # Okabe-Ito, readable with the common colour-vision deficiencies
     "point": "#000000",
     "frontier": "#56B4E9",
 }
-RC = {
-    "svg.hashsalt": HASH_SALT,
-    "svg.fonttype": "none",
-    "font.family": "DejaVu Sans",
-    "font.size": 9.0,
-    "axes.titlesize": 10.0,
-    "axes.labelsize": 9.0,
-    "legend.fontsize": 8.0,
-    "xtick.labelsize": 8.0,
-    "ytick.labelsize": 8.0,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.color": "#DDDDDD",
-    "grid.linewidth": 0.6,
-    "path.simplify": False,  # simplification depends on the figure's pixel size: keep every vertex
-}
-METADATA = {"Date": None, "Creator": "vllm-compile", "Format": None, "Type": None}
+FONT = "'DejaVu Sans', Verdana, Arial, sans-serif"  # the browser's choice; layout does not depend on it
+WIDTH = 720  # px, every chart
+MARGIN = 8
+LEGEND_FONT = 10
+LEGEND_BOX = 10
+LABEL_FONT = 10
 
 
 class ChartError(ValueError):
@@ -61,50 +49,200 @@ class ChartError(ValueError):
 
 
 def check_version() -> None:
-    """Loudly, not silently: another matplotlib draws other bytes, and `--check` would flap."""
-    if not matplotlib.__version__.startswith(PINNED_MINOR + "."):
+    """Loudly, not silently: another pygal draws other bytes, and `--check` would flap."""
+    import pygal
+
+    if not pygal.__version__.startswith(PINNED_MINOR + "."):
         raise ChartError(
-            f"charts are drawn with matplotlib {PINNED_MINOR}.x (byte-identical output); this environment has "
-            f"{matplotlib.__version__}: pip install 'matplotlib=={PINNED_MINOR}.*', or drop `charts` from deploy.targets"
+            f"charts are drawn with pygal {PINNED_MINOR}.x (byte-identical output); this environment has "
+            f"{pygal.__version__}: pip install 'pygal=={PINNED_MINOR}.*', or drop `charts` from deploy.targets"
         )
 
 
-@contextmanager
-def figure(
-    width_in: float, height_in: float, margins: dict[str, float] | None = None, **subplots
-) -> Iterator[tuple[Figure, object]]:
-    """A figure with pinned settings; yields (figure, axes from `subplots`). Margins are fixed
-    fractions (no constrained layout: it measures every label twice and costs ~4x the drawing)."""
-    with matplotlib.rc_context():
-        matplotlib.rcdefaults()  # the library's defaults, not the user's matplotlibrc
-        matplotlib.rcParams.update(RC)
-        fig = Figure(figsize=(width_in, height_in), dpi=72)
-        FigureCanvasSVG(fig)
-        fig.subplots_adjust(**{"left": 0.1, "right": 0.97, "top": 0.9, "bottom": 0.15, **(margins or {})})
-        axes = fig.subplots(**subplots) if subplots else fig.add_subplot()
-        yield fig, axes
+def new_chart(kind: str, uuid: str, colors: Iterable[str], **config: Any) -> Any:
+    """A pygal chart of `kind` ("XY", "HorizontalStackedBar") with the pinned style and settings."""
+    import pygal
+    from pygal.etree import etree
+    from pygal.style import Style
+
+    etree.to_etree()  # xml.etree whether or not lxml is installed: one serializer
+    style = Style(
+        background="#FFFFFF",
+        plot_background="#FFFFFF",
+        foreground="#333333",
+        foreground_strong="#000000",
+        foreground_subtle="#666666",
+        opacity="0.9",
+        opacity_hover="0.9",
+        transition="0ms",
+        colors=tuple(colors),
+        font_family=FONT,
+        title_font_size=13,
+        label_font_size=LABEL_FONT,
+        major_label_font_size=LABEL_FONT,
+        legend_font_size=LEGEND_FONT,
+        value_font_size=10,
+        tooltip_font_size=10,
+        guide_stroke_color="#DDDDDD",
+        major_guide_stroke_color="#DDDDDD",
+    )
+    settings: dict[str, Any] = {
+        "width": WIDTH,
+        "explicit_size": True,  # width and height on <svg>: drawn at its size, not stretched to a page
+        "js": [],
+        "style": style,
+        "pretty_print": False,
+        "legend_box_size": LEGEND_BOX,
+        "margin": MARGIN,
+        "spacing": 8,
+        "truncate_label": -1,
+        "truncate_legend": -1,
+    }
+    chart = getattr(pygal, kind)(**{**settings, **config})
+    chart.uuid = uuid
+    return chart
 
 
-_DECIMAL = re.compile(r"(?<![\w#.])(-?\d+\.\d{3,})(?![\w.])")
+def bottom_legend(series: int, titled: int, columns: int) -> dict[str, Any]:
+    """pygal settings for a legend under the plot in `columns`: pygal reserves `series // columns`
+    rows (floor, counting untitled series), so the rows it misses are added to the bottom margin."""
+    reserved = series // columns
+    rows = -(-titled // columns)
+    row = 1.5 * max(LEGEND_FONT, LEGEND_BOX)  # pygal.graph.graph: h_max * 1.5 per row
+    return {
+        "legend_at_bottom": True,
+        "legend_at_bottom_columns": columns,
+        "margin_bottom": MARGIN + max(rows - reserved, 0) * row,
+    }
+
+
+def plot_group(root: ET.Element, layer: str = "plot") -> ET.Element:
+    """The chart's plot area (`plot`: lines and bars; `plot overlay`: dots), in view coordinates."""
+    return next(g for g in root.iter("g") if g.get("class") == layer)
+
+
+def name_series(root: ET.Element, ids: list[str | None]) -> None:
+    """Stable SVG ids the tests and the web page find a series by: pygal's `serie-N` class gets
+    ids[N] on the group that holds its lines or bars, and `ids[N]-dots` on its dots (a scatter
+    series has dots only: the id goes there)."""
+    layers = [plot_group(root, "plot"), plot_group(root, "plot overlay")]
+    for index, name in enumerate(ids):
+        if name is None:
+            continue
+        groups = [
+            g
+            for layer in layers
+            for g in layer.findall("g")
+            if f"serie-{index}" in (g.get("class") or "").split() and len(g)
+        ]
+        for k, g in enumerate(groups):
+            g.set("id", name if k == 0 else f"{name}-dots")
+
+
+def element(parent: ET.Element, tag: str, text: str | None = None, **attrs: object) -> ET.Element:
+    """An SVG element: attribute names with `_` for `-` (stroke_width), `class_` for class."""
+    node = ET.SubElement(parent, tag, {k.rstrip("_").replace("_", "-"): str(v) for k, v in attrs.items()})
+    if text is not None:
+        node.text = text
+    return node
+
+
+def rule(
+    parent: ET.Element, gid: str, start: tuple[float, float], end: tuple[float, float], color: str, dash: str
+) -> ET.Element:
+    """A straight reference line (a budget, an SLO, a marker) in pixel coordinates: drawn here, not
+    as a pygal series (each series costs pygal a few ms of configuration)."""
+    return element(
+        parent,
+        "path",
+        id=gid,
+        d=f"M{start[0]:.2f} {start[1]:.2f} L{end[0]:.2f} {end[1]:.2f}",
+        stroke=color,
+        stroke_width="1.2",
+        stroke_dasharray=dash,
+        fill="none",
+    )
+
+
+_DROP = ("script",)  # pygal builds plain tags, the namespace an `xmlns` attribute
+
+
+def _strip(root: ET.Element) -> None:
+    """pygal's comments (the date, lxml or not), its config dump and its empty <script>."""
+    for parent in root.iter():
+        for child in list(parent):
+            if child.tag is ET.Comment or child.tag in _DROP:
+                parent.remove(child)
+
+
+_DECIMAL = re.compile(r"(?<![\d.])(-?\d+\.\d{3,})(?![\d.])")
 
 
 def _round(match: re.Match[str]) -> str:
-    """Coordinates to 0.01 pt (invisible): matplotlib releases differ in the 4th decimal of text
-    positions, and the output must not."""
     text = f"{float(match.group(1)):.2f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
 
-def to_svg(fig: Figure) -> str:
-    """The figure as SVG text, LF newlines, one trailing newline. Call inside `figure()`: the text is
-    laid out when saved, under the pinned settings."""
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata=METADATA)
-    # Like every artifact: LF, no trailing blanks (matplotlib leaves some after path data, where a
-    # newline separates the same), one final newline.
-    text = _DECIMAL.sub(_round, buf.getvalue())
-    lines = [ln.rstrip() for ln in text.replace("\r\n", "\n").split("\n")]
-    return "\n".join(lines).rstrip("\n") + "\n"
+def tree(chart: Any, decorate: Callable[[ET.Element], None] | None = None) -> ET.Element:
+    """The chart drawn, as an element tree; `decorate(root)` runs while pygal's view (its data ->
+    pixel mapping, `chart.view((x, y))`) is still set, to add lines and notes pygal cannot draw."""
+
+    def finish(root: ET.Element) -> ET.Element:
+        _strip(root)
+        for node in root.iter():  # legend ids unique across the charts one web page inlines
+            if (node.get("id") or "").startswith("activate-serie-"):
+                node.set("id", node.get("id", "").replace("activate-serie", root.get("id", "") + "-legend"))
+        if decorate is not None:
+            decorate(root)
+        return root
+
+    chart.add_xml_filter(finish)
+    return chart.render_tree()
+
+
+_LONG_ATTRIBUTE = re.compile(r'="([^"<>]*\d\.\d{3}[^"<>]*)"')
+
+
+def to_svg(root: ET.Element) -> str:
+    """SVG text: an XML declaration, the <svg> element, LF newlines, one trailing newline.
+    Numbers in attribute values (coordinates) are rounded; text (labels, values) is left as written."""
+    body = ET.tostring(root, encoding="unicode", short_empty_elements=True)
+    body = _LONG_ATTRIBUTE.sub(lambda m: '="' + _DECIMAL.sub(_round, m.group(1)) + '"', body)
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    return "<?xml version='1.0' encoding='utf-8'?>\n" + text.rstrip("\n") + "\n"
+
+
+def stack(parts: list[ET.Element], title: str) -> ET.Element:
+    """Charts one above the other in one <svg>: each chart's root becomes a translated <g> that
+    keeps its id, so its id-scoped CSS still applies (one <svg> per chart file, as the page counts)."""
+    y = 0
+    outer = ET.Element("svg", {"xmlns": SVG_NS, "id": "chart-stack", "class": "pygal-chart pygal-stack"})
+    element(outer, "title", title)
+    for part in parts:
+        height = int(part.get("viewBox", "0 0 0 0").split()[3])
+        group = element(
+            outer, "g", id=part.get("id", ""), class_="pygal-chart", transform=f"translate(0, {y})"
+        )
+        group.extend(part)
+        y += height
+    outer.set("viewBox", f"0 0 {WIDTH} {y}")
+    outer.set("width", str(WIDTH))
+    outer.set("height", str(y))
+    return outer
+
+
+def number(v: float) -> str:
+    """An axis or tooltip number: 12,500 / 72.9 / 0.25 (never 1.2e+04)."""
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def label_width(texts: Iterable[str], font_size: float) -> float:
+    """The width pygal reserves for the widest of `texts` (its estimate from character counts)."""
+    from pygal.util import text_len
+
+    return max(float(text_len(max((len(t) for t in texts), default=0), font_size)), float(font_size))
 
 
 def gib(n: int) -> float:
