@@ -42,14 +42,16 @@ hardware: {{gpu_name: "{gpu}", gpus: {gpus}}}
 workload: {{prompt_tokens: 1024, gen_tokens: 256, concurrency: {concurrency}}}
 policy: {{fail_on: never}}
 """
+# The same profiles without the `charts` target: what drawing the SVG charts (pygal) costs on top.
+NO_CHARTS = "deploy: {targets: [command, vllm-config, compose, helm, k8s, report]}\n"
 
 
-def generate(directory: Path, count: int) -> None:
+def generate(directory: Path, count: int, *, charts: bool = True) -> None:
     combos = itertools.cycle(itertools.product(MODELS, GPUS, LENGTHS, CONCURRENCY))
     for index in range(count):
         model, (gpu, gpus), length, concurrency = next(combos)
         text = PROFILE.format(model=model, gpu=gpu, gpus=gpus, length=length, concurrency=concurrency)
-        (directory / f"p{index:04d}.yaml").write_text(text)
+        (directory / f"p{index:04d}.yaml").write_text(text + ("" if charts else NO_CHARTS))
 
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -87,11 +89,21 @@ def main() -> None:
         generate(many, 1000)
         thousand = timed([exe, str(many), "--out", str(root / "out-many")])
         thousand_reused = timed([exe, str(many), "--out", str(root / "out-many")])
+        bare = root / "bare"
+        bare.mkdir()
+        generate(bare, 1, charts=False)
+        cold_bare = [timed([exe, str(bare), "--out", str(root / f"out-bare-{i}")]) for i in range(7)]
+        many_bare = root / "many-bare"
+        many_bare.mkdir()
+        generate(many_bare, 1000, charts=False)
+        thousand_bare = timed([exe, str(many_bare), "--out", str(root / "out-many-bare")])
     rows = [
         ("one profile, cold process, fresh out/ (median of 7)", _median(cold), "<= 0.30"),
         ("one profile, lock current (median of 5)", _median(warm), ""),
         ("1,000 generated profiles, fresh out/", thousand, "<= 8"),
         ("1,000 generated profiles, locks current", thousand_reused, ""),
+        ("one profile, cold, fresh out/, no charts target", _median(cold_bare), ""),
+        ("1,000 generated profiles, fresh out/, no charts", thousand_bare, ""),
     ]
     print(f"{'case':52} {'wall s':>7} {'CPU s':>7}  target (wall)")
     for name, (wall, cpu), target in rows:
