@@ -96,10 +96,18 @@ class EngineConfig(BaseModel):
     max_cudagraph_capture_size: int | None = None
     cudagraph_capture_sizes: list[int] | None = None
     cpu_offload_gb: float = 0.0
+    # Wide expert parallel and context parallel (passes/all2all.py, passes/context_parallel.py).
+    all2all_backend: str | None = None  # the release's backend in effect with EP (None: no EP / no MoE)
+    data_parallel_size_local: int | None = None
+    enable_eplb: bool = False
+    num_redundant_experts: int = 0
+    decode_context_parallel_size: int = 1
+    prefill_context_parallel_size: int = 1
 
     @property
     def gpus_per_replica(self) -> int:
-        return self.tensor_parallel_size * self.pipeline_parallel_size
+        # vLLM's world size per DP rank: TP x PP x prefill context parallel (config/parallel.py).
+        return self.tensor_parallel_size * self.pipeline_parallel_size * self.prefill_context_parallel_size
 
     @property
     def total_gpus(self) -> int:

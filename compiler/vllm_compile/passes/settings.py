@@ -109,10 +109,12 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
             f"pipeline_parallel_size {par.pipeline_parallel_size} is more stages than {model.id} has decoder "
             f"layers ({layers}); vLLM gives each stage at least one layer: use at most {layers}",
         )
+    # A user-set data_parallel_size takes its share of the GPUs first (one engine per DP rank).
+    dp_share = par.data_parallel_size if _user(par.data_parallel_size) else 1
     pp = pick(
         "pipeline_parallel_size",
         par.pipeline_parallel_size,
-        min(max(1, gpus // tp), layers),
+        min(max(1, gpus // (tp * dp_share)), layers),
         "the replica's remaining GPUs as pipeline stages (across nodes)",
         "derived",
     )
@@ -188,7 +190,9 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         "max_cudagraph_capture_size", vllm_spec.max_cudagraph_capture_size, None, f"vLLM {v} default"
     )
 
+    wide = wide_ep_settings(resolved, tp, dp, expert_parallel, pick)
     engine = EngineConfig(
+        **wide,
         dtype=dtype,
         quantization=quantization,
         kv_cache_dtype=kv_cache_dtype,
@@ -210,6 +214,95 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         cpu_offload_gb=vllm_spec.cpu_offload_gb,
     )
     return with_capture_sizes(engine, resolved), decisions
+
+
+def wide_ep_settings(
+    resolved: Resolved, tp: int, dp: int, expert_parallel: bool, pick: Any
+) -> dict[str, Any]:
+    """The wide-EP / context-parallel settings, checked against the release (facts/wide_ep.py)."""
+    from ..facts.wide_ep import facts as wide_ep_facts
+
+    par, model, v = resolved.profile.parallelism, resolved.model, resolved.vllm.version
+    f = wide_ep_facts(v)
+    where = ("parallelism",)
+    if par.all2all_backend != "auto":
+        if par.all2all_backend not in f.backends:
+            raise SettingsError(
+                (*where, "all2all_backend"),
+                f"vLLM {v} has no all-to-all backend {par.all2all_backend!r}; it accepts "
+                + ", ".join(f.backends)
+                + " (choose one of them, or a release that has it)",
+            )
+        if not expert_parallel:
+            raise SettingsError(
+                (*where, "all2all_backend"),
+                "all2all_backend is used only with expert parallelism: set parallelism.enable_expert_parallel: true",
+            )
+    backend = pick(
+        "all2all_backend",
+        par.all2all_backend,
+        f.default_backend,
+        f"vLLM {v} default ({'--all2all-backend' if f.backend_form == 'flag' else 'VLLM_ALL2ALL_BACKEND'})",
+    )
+    if par.enable_eplb and not f.has_eplb:
+        raise SettingsError(
+            (*where, "enable_eplb"),
+            f"vLLM {v} has no --enable-eplb (EPLB arrived in 0.9.2): use a newer release",
+        )
+    if par.enable_eplb and not expert_parallel:
+        raise SettingsError(
+            (*where, "enable_eplb"), "EPLB balances experts over EP ranks: set enable_expert_parallel: true"
+        )
+    if par.num_redundant_experts and not par.enable_eplb:
+        raise SettingsError(
+            (*where, "num_redundant_experts"), "redundant experts are placed by EPLB: set enable_eplb: true"
+        )
+    dcp, pcp = par.decode_context_parallel_size, par.prefill_context_parallel_size
+    if dcp > 1 and not f.has_dcp:
+        raise SettingsError(
+            (*where, "decode_context_parallel_size"),
+            f"vLLM {v} has no --decode-context-parallel-size (from 0.10.2): use a newer release or leave it at 1",
+        )
+    if dcp > 1 and tp % dcp:
+        raise SettingsError(
+            (*where, "decode_context_parallel_size"),
+            f"decode_context_parallel_size {dcp} must divide tensor_parallel_size {tp} (vLLM shards the KV "
+            f"tokens over the TP ranks): use one of "
+            + ", ".join(str(d) for d in range(1, tp + 1) if tp % d == 0),
+        )
+    if pcp > 1 and not f.has_pcp:
+        raise SettingsError(
+            (*where, "prefill_context_parallel_size"),
+            f"vLLM {v} has no --prefill-context-parallel-size (from 0.12.0): use a newer release or leave it at 1",
+        )
+    local = par.data_parallel_size_local
+    if local is not None and (dp % local or local > dp):
+        raise SettingsError(
+            (*where, "data_parallel_size_local"),
+            f"data_parallel_size_local {local} must divide data_parallel_size {dp}",
+        )
+    for name, value in (
+        ("enable_eplb", par.enable_eplb),
+        ("num_redundant_experts", par.num_redundant_experts),
+        ("decode_context_parallel_size", dcp),
+        ("prefill_context_parallel_size", pcp),
+        ("data_parallel_size_local", local),
+    ):
+        if value:
+            pick(
+                name,
+                value if value not in (1, False) or name == "data_parallel_size_local" else "auto",
+                value,
+                "",
+            )
+    return {
+        "all2all_backend": backend if (expert_parallel and model.is_moe) else None,
+        "data_parallel_size_local": local,
+        "enable_eplb": par.enable_eplb,
+        "num_redundant_experts": par.num_redundant_experts,
+        "decode_context_parallel_size": dcp,
+        "prefill_context_parallel_size": pcp,
+    }
 
 
 def with_capture_sizes(engine: EngineConfig, resolved: Resolved) -> EngineConfig:

@@ -1,0 +1,106 @@
+"""Wide expert parallel and context parallel facts of each vLLM release, read from its own parser dump.
+
+Every fact here comes from the release's `vllm serve` parser and `vllm/envs.py` defaults as recorded in
+facts/data/vllm_flags/<version>.json (tools/extract_vllm_flags.py):
+
+- the all-to-all backend: `--all2all-backend` (choices and default) from 0.11.1; before it the
+  `VLLM_ALL2ALL_BACKEND` environment variable (envs.py; `naive` up to 0.10.2, `allgather_reducescatter`
+  in 0.11.0), which 0.11.1-0.15.x still read as a deprecated fallback;
+- DeepEP's buffer size (`VLLM_DEEPEP_BUFFER_SIZE_MB`, envs.py) and the MoE DP chunk
+  (`VLLM_MOE_DP_CHUNK_SIZE`: the most tokens a DP rank dispatches at once, fused_moe/config.py);
+- whether the DP ranks synchronise their batch sizes with an NCCL all-reduce
+  (`VLLM_DISABLE_NCCL_FOR_DP_SYNCHRONIZATION` env in 0.11.0, ParallelConfig field from 0.11.1:
+  v1/worker/dp_utils.py `_get_device_and_group`);
+- the DP launch flags (`--data-parallel-address/-rpc-port/-start-rank/-size-local`, `--headless`),
+  `--enable-eplb` / `--num-redundant-experts` / `--eplb-config`, `-dcp` and `-pcp`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from . import vllm_flags
+
+# vLLM's default when neither the flag nor the env var exists (0.9.0-0.10.2: envs.py "naive").
+_OLD_DEFAULT = "naive"
+# Before `--all2all-backend` vLLM 0.11.0 accepted these VLLM_ALL2ALL_BACKEND values (envs.py
+# env_with_choices); 0.9.x-0.10.x: naive, pplx, deepep_high_throughput, deepep_low_latency.
+_ENV_CHOICES_011 = (
+    "naive", "pplx", "deepep_high_throughput", "deepep_low_latency", "allgather_reducescatter",
+    "flashinfer_all2allv",
+)  # fmt: skip
+_ENV_CHOICES_09 = ("naive", "pplx", "deepep_high_throughput", "deepep_low_latency")
+
+
+@dataclass(frozen=True)
+class WideEpFacts:
+    version: str
+    backends: tuple[str, ...]  # what the release accepts
+    default_backend: str  # what it runs when nothing is set
+    backend_form: str  # "flag" (--all2all-backend) | "env" (VLLM_ALL2ALL_BACKEND) | "none"
+    deepep_buffer_mb: int  # VLLM_DEEPEP_BUFFER_SIZE_MB (1024 where the release hard-codes 1 GiB)
+    moe_dp_chunk: int | None  # VLLM_MOE_DP_CHUNK_SIZE: tokens per DP rank per dispatch
+    nccl_dp_sync: bool  # DP ranks all-reduce their token counts over NCCL in every step
+    has_dp_launch: bool  # --data-parallel-address / --data-parallel-rpc-port / --data-parallel-start-rank
+    has_eplb: bool
+    redundant_experts_form: str  # "flag" (--num-redundant-experts) | "config" (--eplb-config) | "none"
+    has_dcp: bool
+    has_pcp: bool
+
+
+def _flag(version: str, name: str) -> vllm_flags.Flag | None:
+    return vllm_flags.resolve_flag(vllm_flags.flag_set(version), name)
+
+
+def env_defaults(version: str) -> dict[str, Any]:
+    """`vllm/envs.py` defaults of the release (nearest lower release carried)."""
+    return dict(vllm_flags.release_data(version).get("env_defaults", {}))
+
+
+@cache
+def facts(version: str) -> WideEpFacts:
+    env = env_defaults(version)
+    engine = vllm_flags.engine_defaults(version)
+    flag = _flag(version, "--all2all-backend")
+    if flag is not None and flag.choices:
+        backends = tuple(sorted(c for c in flag.choices if c not in (None, "None")))
+        # 0.11.1-0.13.x: the flag's default is None and VLLM_ALL2ALL_BACKEND (allgather_reducescatter)
+        # decides (config/parallel.py __post_init__); from 0.14.0 the flag's default is the value.
+        default = flag.default or env.get("VLLM_ALL2ALL_BACKEND") or "allgather_reducescatter"
+        form = "flag"
+    elif "VLLM_ALL2ALL_BACKEND" in env:
+        default = env["VLLM_ALL2ALL_BACKEND"] or _OLD_DEFAULT
+        backends = _ENV_CHOICES_011 if default == "allgather_reducescatter" else _ENV_CHOICES_09
+        form = "env"
+    else:
+        backends, default, form = ("naive",), _OLD_DEFAULT, "none"
+    nccl_off = env.get(
+        "VLLM_DISABLE_NCCL_FOR_DP_SYNCHRONIZATION", engine.get("disable_nccl_for_dp_synchronization")
+    )
+    has_sync = (
+        "VLLM_DISABLE_NCCL_FOR_DP_SYNCHRONIZATION" in env or "disable_nccl_for_dp_synchronization" in engine
+    )
+    if _flag(version, "--num-redundant-experts") is not None:
+        redundant = "flag"
+    elif _flag(version, "--eplb-config") is not None:
+        redundant = "config"
+    else:
+        redundant = "none"
+    return WideEpFacts(
+        version=version,
+        backends=backends,
+        default_backend=default,
+        backend_form=form,
+        deepep_buffer_mb=int(env.get("VLLM_DEEPEP_BUFFER_SIZE_MB") or 1024),
+        moe_dp_chunk=env.get("VLLM_MOE_DP_CHUNK_SIZE"),
+        # Where the release has the switch and its default is False, the DP ranks all-reduce over NCCL
+        # (0.11.0-0.13.x); from 0.14.0 the default is None, decided at start-up: not assumed.
+        nccl_dp_sync=has_sync and nccl_off is False,
+        has_dp_launch=_flag(version, "--data-parallel-address") is not None,
+        has_eplb=_flag(version, "--enable-eplb") is not None,
+        redundant_experts_form=redundant,
+        has_dcp=_flag(version, "--decode-context-parallel-size") is not None,
+        has_pcp=_flag(version, "--prefill-context-parallel-size") is not None,
+    )
