@@ -167,6 +167,8 @@ def extra_args_config(ctx: Context) -> dict[str, Any]:
 
 
 def build(plan: Plan, targets: list[str]) -> Context:
+    from ..facts.wide_ep import wide_ep_env
+
     resolved = plan.resolved
     profile = resolved.profile
     deploy = profile.deploy
@@ -229,7 +231,7 @@ def build(plan: Plan, targets: list[str]) -> Context:
         image=f"{deploy.image}:{deploy.tag or 'v' + resolved.vllm.version}",
         port=deploy.port,
         gated=deploy.gated if deploy.gated is not None else gated_default,
-        env=dict(deploy.env),
+        env={**wide_ep_env(plan), **deploy.env},
         argv=[w for s in settings for w in s.argv()] + list(profile.vllm.extra_args),
         spans_nodes=spans,
         nodes=nodes,

@@ -607,6 +607,9 @@ def plan_settings(plan: Plan) -> list[Setting]:
         add("--revision", revision)
     if spans_nodes(plan):
         add("--distributed-executor-backend", "ray")
+    from .wide_ep import wide_ep_settings  # wide_ep reads this module's flag sets
+
+    out += wide_ep_settings(plan)
     return out
 
 

@@ -104,3 +104,54 @@ def facts(version: str) -> WideEpFacts:
         has_dcp=_flag(version, "--decode-context-parallel-size") is not None,
         has_pcp=_flag(version, "--prefill-context-parallel-size") is not None,
     )
+
+
+def wide_ep_settings(plan: Any) -> list[vllm_flags.Setting]:
+    """The wide-EP / context-parallel settings the profile set, as the release's flags (in a stable order).
+
+    The all-to-all backend is a flag from 0.11.1; before it, it is the VLLM_ALL2ALL_BACKEND variable
+    (`wide_ep_env`). Redundant experts: `--num-redundant-experts` up to 0.11.x, `--eplb-config` JSON after.
+    """
+    engine, decisions = plan.engine, plan.decisions
+    version = plan.resolved.vllm.version
+    f = facts(version)
+    out: list[vllm_flags.Setting] = []
+
+    def add(name: str, value: Any) -> None:
+        s = vllm_flags.setting(version, name, value)
+        if s is None:
+            raise vllm_flags.FlagError(
+                f"vLLM {version} has no {name}: the profile's {value!r} cannot be passed"
+            )
+        out.append(s)
+
+    def by_user(name: str) -> bool:
+        d = decisions.get(name)
+        return d is not None and d.by == "user"
+
+    if by_user("all2all_backend") and f.backend_form == "flag" and engine.all2all_backend:
+        add("--all2all-backend", engine.all2all_backend)
+    if engine.enable_eplb:
+        add("--enable-eplb", True)
+        if engine.num_redundant_experts:
+            if f.redundant_experts_form == "flag":
+                add("--num-redundant-experts", engine.num_redundant_experts)
+            else:
+                add("--eplb-config", {"num_redundant_experts": engine.num_redundant_experts})
+    if engine.decode_context_parallel_size > 1:
+        add("--decode-context-parallel-size", engine.decode_context_parallel_size)
+    if engine.prefill_context_parallel_size > 1:
+        add("--prefill-context-parallel-size", engine.prefill_context_parallel_size)
+    if engine.data_parallel_size_local is not None:
+        add("--data-parallel-size-local", engine.data_parallel_size_local)
+    return out
+
+
+def wide_ep_env(plan: Any) -> dict[str, str]:
+    """Environment the deployment needs: VLLM_ALL2ALL_BACKEND where the release reads it instead of a flag."""
+    engine, decisions = plan.engine, plan.decisions
+    f = facts(plan.resolved.vllm.version)
+    d = decisions.get("all2all_backend")
+    if f.backend_form == "env" and d is not None and d.by == "user" and engine.all2all_backend:
+        return {"VLLM_ALL2ALL_BACKEND": engine.all2all_backend}
+    return {}

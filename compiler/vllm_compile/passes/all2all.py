@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import ceil
+from typing import Any
 
 from ..facts.model_facts import ModelFacts
 from ..facts.weights import dtype_bytes, weight_bytes_per_gpu
@@ -231,3 +232,25 @@ def notes(resolved: Resolved, engine: EngineConfig, mem: All2AllMemory) -> list[
             "and the NCCL backends are sized); the KV cache is overestimated by their size"
         )
     return out
+
+
+def startup_hint(memory: Any, engine: EngineConfig) -> str:
+    """For a failed start-up with all-to-all buffers: name them and the utilizations that would start.
+
+    vLLM's budget is ceil(total x u) (v1/worker/utils.py request_memory); it must hold the non-KV terms and
+    one max_model_len request, and it may not exceed what is free when the worker starts."""
+    feats = [f for f in memory.features if f.name.startswith(("all-to-all", "DP sync"))]
+    if not feats:
+        return ""
+    r = min(memory.ranks, key=lambda x: x.kv_cache_bytes)
+    non_kv = r.weights_bytes + r.activation_peak_bytes + r.non_torch_bytes + r.cuda_graph_bytes
+    one_request = memory.kv.blocks_per_request * memory.kv.bytes_per_block
+    total, free = r.gpu_total_bytes, r.gpu_total_bytes - r.baseline_bytes
+    low = ceil((non_kv + one_request) / total * 100) / 100
+    high = int(free / total * 100) / 100
+    named = ", ".join(f"{f.name} {f.bytes_per_gpu / GIB:.2f} GiB" for f in feats)
+    if low <= high:
+        span = f"the largest gpu_memory_utilization that starts is {high:g} (from {low:g} up)"
+    else:
+        span = "no gpu_memory_utilization starts: shrink the buffers (fewer dispatch tokens, another backend) or add GPUs"
+    return f" Non-torch memory includes the {named}; {span}."
