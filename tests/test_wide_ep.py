@@ -6,6 +6,8 @@ DeepSeek-R1 (config.json): hidden 7168, 256 routed experts, moe_intermediate 204
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from vllm_compile import api
@@ -185,3 +187,37 @@ def test_backend_is_an_env_var_before_the_flag_and_a_flag_after() -> None:
 def test_user_data_parallel_size_takes_its_gpus_before_pipeline_stages(agrs011) -> None:
     e = agrs011.engine
     assert (e.tensor_parallel_size, e.pipeline_parallel_size, e.data_parallel_size) == (1, 1, 16)
+
+
+def test_multi_node_dp_is_a_rayless_leaderworkerset() -> None:
+    import yaml
+
+    from tests.fixtures import artifact_checks as checks
+    from vllm_compile.render import render_artifacts
+
+    p = plan(profile(all2all_backend="deepep_low_latency"))
+    files = render_artifacts(p, ["command", "vllm-config", "compose", "helm", "k8s", "kserve", "report"])
+    assert "docker-compose.yaml" not in files and "helm-values.yaml" not in files
+    (lws,) = checks.load_docs(files["k8s/leaderworkerset.yaml"])
+    assert checks.crd_errors(lws) == []
+    for doc in checks.load_docs(files["k8s/service.yaml"]):
+        assert checks.k8s_errors(doc) == []
+    spec = lws["spec"]["leaderWorkerTemplate"]
+    assert spec["size"] == 2
+    leader = spec["leaderTemplate"]["spec"]["containers"][0]
+    worker = spec["workerTemplate"]["spec"]["containers"][0]
+    assert leader["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert {"name": "VLLM_ALL2ALL_BACKEND", "value": "deepep_low_latency"} in worker["env"]
+    lead_script, work_script = leader["args"][0], worker["args"][0]
+    assert '--data-parallel-address "$${LWS_LEADER_ADDRESS}"' in lead_script
+    assert "--headless" not in lead_script and "--data-parallel-size-local 8" in lead_script
+    assert '--data-parallel-start-rank "$$((LWS_WORKER_INDEX * 8))" --headless' in work_script
+    assert "readinessProbe" not in worker and "ports" not in worker
+    # every word of the worker's command is a flag of the release
+    words = shlex.split(work_script.split("exec ", 1)[1])
+    assert vllm_flags.check_args("0.11.0", words[3:]) == []
+    serve = files["serve.sh"]
+    assert '--data-parallel-address "${DP_LEADER_ADDRESS}"' in serve
+    assert "export VLLM_ALL2ALL_BACKEND=deepep_low_latency" in serve
+    assert yaml.safe_load(files["vllm-config.yaml"])["data-parallel-size"] == 16
+    assert "RDMA" in files["REPORT.md"]
