@@ -221,3 +221,39 @@ def test_multi_node_dp_is_a_rayless_leaderworkerset() -> None:
     assert "export VLLM_ALL2ALL_BACKEND=deepep_low_latency" in serve
     assert yaml.safe_load(files["vllm-config.yaml"])["data-parallel-size"] == 16
     assert "RDMA" in files["REPORT.md"]
+
+
+def test_all_to_all_time_per_moe_layer_over_nvlink_and_the_fabric() -> None:
+    from vllm_compile.passes import all2all_perf
+
+    intra = plan(
+        {
+            **profile(all2all_backend="deepep_low_latency"),
+            "hardware": {"gpu_name": "H100", "gpus": 8, "gpus_per_node": 8},
+            "parallelism": {
+                "tensor_parallel_size": 1,
+                "data_parallel_size": 8,
+                "enable_expert_parallel": True,
+                "all2all_backend": "deepep_low_latency",
+            },
+        }
+    )
+    inter = plan(profile(all2all_backend="deepep_low_latency"))
+    ci = all2all_perf.cost(intra.resolved.model, intra.engine, intra.resolved.gpu, 8, "unknown")
+    cx = all2all_perf.cost(inter.resolved.model, inter.engine, inter.resolved.gpu, 8, "infiniband")
+    assert ci.remote_share == 0 and cx.remote_share == 0.5
+    # fp8 dispatch: 7168 bytes + 56 fp32 scales; bf16 combine: 14336 bytes; to each of the 8 experts
+    assert (ci.dispatch_bytes, ci.combine_bytes, ci.topk) == (7168 + 224, 14336, 8)
+    tokens = 128
+    bytes_ = tokens * 8 * (7168 + 224 + 14336)
+    assert ci.layer_time(tokens) == pytest.approx(all2all_perf.LAT_INTRA_S + bytes_ / (900e9 / 2))
+    assert cx.layer_time(tokens) == pytest.approx(all2all_perf.LAT_INTER_S + bytes_ / 2 / 50e9)
+    assert cx.layer_time(tokens) > ci.layer_time(tokens)
+    assert any(
+        "dispatch + combine per MoE layer over 16 EP ranks" in a for a in inter.performance.assumptions
+    )
+    # the step pays it on every MoE layer: without EP the same engine has no all-to-all term
+    sm_ep = __import__("vllm_compile.passes.perf", fromlist=["step_model"]).step_model(
+        inter.resolved, inter.engine
+    )
+    assert sm_ep.all2all is not None and sm_ep.ep_dp == 16

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from .facts.drafts import DraftFacts
 from .facts.gpu_spec import GpuSpec
@@ -71,6 +71,16 @@ class Decision(BaseModel):
     runner_up: Any = None
 
 
+_WIDE_EP_DEFAULTS: dict[str, Any] = {
+    "all2all_backend": None,
+    "data_parallel_size_local": None,
+    "enable_eplb": False,
+    "num_redundant_experts": 0,
+    "decode_context_parallel_size": 1,
+    "prefill_context_parallel_size": 1,
+}
+
+
 class EngineConfig(BaseModel):
     """Every vLLM engine setting the plan depends on, fully decided (no `auto` left)."""
 
@@ -103,6 +113,16 @@ class EngineConfig(BaseModel):
     num_redundant_experts: int = 0
     decode_context_parallel_size: int = 1
     prefill_context_parallel_size: int = 1
+
+    @model_serializer(mode="wrap")
+    def _drop_default_wide_ep(self, handler: Any) -> dict[str, Any]:
+        # The wide-EP / context-parallel fields appear in the lock only when set, so the locks of
+        # every other deployment stay as they were.
+        data = handler(self)
+        for key, default in _WIDE_EP_DEFAULTS.items():
+            if data.get(key, default) == default:
+                data.pop(key, None)
+        return data
 
     @property
     def gpus_per_replica(self) -> int:

@@ -238,12 +238,14 @@ def wide_ep_settings(
                 (*where, "all2all_backend"),
                 "all2all_backend is used only with expert parallelism: set parallelism.enable_expert_parallel: true",
             )
-    backend = pick(
-        "all2all_backend",
-        par.all2all_backend,
-        f.default_backend,
-        f"vLLM {v} default ({'--all2all-backend' if f.backend_form == 'flag' else 'VLLM_ALL2ALL_BACKEND'})",
-    )
+    backend = None
+    if expert_parallel and model.is_moe:
+        backend = pick(
+            "all2all_backend",
+            par.all2all_backend,
+            f.default_backend,
+            f"vLLM {v} default ({'--all2all-backend' if f.backend_form == 'flag' else 'VLLM_ALL2ALL_BACKEND'})",
+        )
     if par.enable_eplb and not f.has_eplb:
         raise SettingsError(
             (*where, "enable_eplb"),
@@ -281,22 +283,18 @@ def wide_ep_settings(
             (*where, "data_parallel_size_local"),
             f"data_parallel_size_local {local} must divide data_parallel_size {dp}",
         )
-    for name, value in (
-        ("enable_eplb", par.enable_eplb),
-        ("num_redundant_experts", par.num_redundant_experts),
-        ("decode_context_parallel_size", dcp),
-        ("prefill_context_parallel_size", pcp),
-        ("data_parallel_size_local", local),
+    # Recorded as the user's decisions only where the profile moves them off vLLM's defaults.
+    for name, value, default in (
+        ("enable_eplb", par.enable_eplb, False),
+        ("num_redundant_experts", par.num_redundant_experts, 0),
+        ("decode_context_parallel_size", dcp, 1),
+        ("prefill_context_parallel_size", pcp, 1),
+        ("data_parallel_size_local", local, None),
     ):
-        if value:
-            pick(
-                name,
-                value if value not in (1, False) or name == "data_parallel_size_local" else "auto",
-                value,
-                "",
-            )
+        if value != default:
+            pick(name, value, default, "")
     return {
-        "all2all_backend": backend if (expert_parallel and model.is_moe) else None,
+        "all2all_backend": backend,
         "data_parallel_size_local": local,
         "enable_eplb": par.enable_eplb,
         "num_redundant_experts": par.num_redundant_experts,
