@@ -257,3 +257,26 @@ def test_all_to_all_time_per_moe_layer_over_nvlink_and_the_fabric() -> None:
         inter.resolved, inter.engine
     )
     assert sm_ep.all2all is not None and sm_ep.ep_dp == 16
+
+
+def test_releases_older_than_every_parser_dump_have_no_wide_ep_facts() -> None:
+    f = facts("0.6.4")
+    assert (f.backend_form, f.has_dp_launch, f.has_dcp, f.nccl_dp_sync) == ("none", False, False, False)
+
+
+def test_memory_bench_prints_the_wide_ep_entries_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "memory_accuracy.py"
+    spec = importlib.util.spec_from_file_location("memory_accuracy", bench)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    data = bench.parent / "data" / "wide_ep_observations.yaml"
+    assert mod.main(["--file", str(data), "--wide-ep", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "7.28/6.32" in out and "1.38/0.83" in out
+    assert "SUMMARY wide EP non_torch: MAE 15.2%" in out
+    assert "SUMMARY wide EP start-up failures predicted as not starting: 0/1" in out
+    assert "SKIPPED moonshotai/Kimi-K2.6 is not in the offline model catalog" in out

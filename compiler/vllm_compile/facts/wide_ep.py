@@ -59,8 +59,19 @@ def env_defaults(version: str) -> dict[str, Any]:
     return dict(vllm_flags.release_data(version).get("env_defaults", {}))
 
 
+def _none(version: str) -> WideEpFacts:
+    """A release older than every parser dump (V0 era): no DP launch, EP or context-parallel flags known."""
+    return WideEpFacts(
+        version, ("naive",), _OLD_DEFAULT, "none", 1024, None, False, False, False, "none", False, False
+    )
+
+
 @cache
 def facts(version: str) -> WideEpFacts:
+    try:
+        vllm_flags.flag_set(version)
+    except vllm_flags.FlagError:
+        return _none(version)
     env = env_defaults(version)
     engine = vllm_flags.engine_defaults(version)
     flag = _flag(version, "--all2all-backend")
