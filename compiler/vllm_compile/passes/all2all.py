@@ -254,3 +254,16 @@ def startup_hint(memory: Any, engine: EngineConfig) -> str:
     else:
         span = "no gpu_memory_utilization starts: shrink the buffers (fewer dispatch tokens, another backend) or add GPUs"
     return f" Non-torch memory includes the {named}; {span}."
+
+
+def rank_types(engine: EngineConfig) -> str:
+    """The start-up verdict stands for which GPUs: with data parallelism every DP rank is an engine of the
+    same shape (same weights share, buffers, batch limits), so one verdict per PP stage covers them all."""
+    dp = engine.data_parallel_size
+    if dp <= 1:
+        return ""
+    return (
+        f" The {dp} attention data-parallel ranks are alike (each its own engine with these batch limits"
+        + (f", experts over {ep_size(engine)} EP ranks" if engine.enable_expert_parallel else "")
+        + "): the verdict holds for every one."
+    )

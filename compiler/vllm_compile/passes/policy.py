@@ -119,6 +119,7 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
             f"{_g(b.cuda_graph_bytes)} in a budget of {_g(b.requested_bytes)}: {memory.kv.tokens:,} tokens, "
             f"{memory.kv.max_concurrency:.2f}x concurrency at {engine.max_model_len:,} tokens per request."
         )
+    reasons[-1] += all2all.rank_types(engine)
 
     # Explicitly sized KV caches (num_gpu_blocks_override, kv_cache_memory_bytes) bypass the budget.
     from .overrides import override_warnings, start_failures
