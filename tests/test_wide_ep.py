@@ -280,3 +280,19 @@ def test_memory_bench_prints_the_wide_ep_entries_apart(capsys: pytest.CaptureFix
     assert "SUMMARY wide EP non_torch: MAE 15.2%" in out
     assert "SUMMARY wide EP start-up failures predicted as not starting: 0/1" in out
     assert "SKIPPED moonshotai/Kimi-K2.6 is not in the offline model catalog" in out
+
+
+def test_data_parallel_size_local_sets_the_pods_per_node() -> None:
+    from tests.fixtures import artifact_checks as checks
+    from vllm_compile.render import render_artifacts
+
+    p = plan(profile(all2all_backend="deepep_low_latency", data_parallel_size_local=4))
+    files = render_artifacts(p, ["command", "k8s"])
+    (lws,) = checks.load_docs(files["k8s/leaderworkerset.yaml"])
+    spec = lws["spec"]["leaderWorkerTemplate"]
+    assert spec["size"] == 4
+    script = spec["workerTemplate"]["spec"]["containers"][0]["args"][0]
+    assert script.count("--data-parallel-size-local") == 1 and "--data-parallel-size-local 4" in script
+    assert '"$$((LWS_WORKER_INDEX * 4))"' in script
+    assert spec["leaderTemplate"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert files["serve.sh"].count("--data-parallel-size-local") == 1

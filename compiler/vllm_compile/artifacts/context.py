@@ -251,6 +251,11 @@ def build(plan: Plan, targets: list[str]) -> Context:
         dp_layout=layout,
     )
     if layout is not None:
+        # The per-node launch words carry --data-parallel-size-local (artifacts/dp_launch.py): once only.
+        words = ctx.argv
+        if "--data-parallel-size-local" in words:
+            i = words.index("--data-parallel-size-local")
+            ctx.argv = words[:i] + words[i + 2 :]
         ctx.notes.append(
             f"multi-node data parallel without Ray: {layout.nodes} pods of {layout.local} DP ranks "
             f"({layout.gpus_per_node} GPUs) each, one per node (DeepEP's NVLink buffers need a node's ranks in "
