@@ -156,8 +156,43 @@ def test_backend_needs_expert_parallel() -> None:
 
 
 def test_unmodelled_backend_says_so() -> None:
+    p = plan(profile("0.12.0", all2all_backend="flashinfer_all2allv"))
+    assert any("not modelled: the flashinfer_all2allv" in a for a in p.memory.assumptions)
+
+
+def test_pplx_buffers_as_pplx_kernels_allocates_them() -> None:
+    # Internode (16 ranks over 2 nodes), fp8 block dispatch: perToken = round16(7168 + 224 + 4) = 7408;
+    # maxBatchTokens = 16 local experts x 16 DP groups (TP1) x 256 tokens = 65536.
     p = plan(profile("0.12.0", all2all_backend="pplx"))
-    assert any("not modelled: the pplx" in a for a in p.memory.assumptions)
+    batch, per_token = 16 * 16 * 256, 7408
+    nvshmem = (
+        256 * per_token
+        + batch * per_token
+        + batch * 7168 * 4
+        + 256 * 256 * 7168 * 4
+        + 8 * (2 * 256 + 256 + 16)
+    )
+    assert nvshmem / GIB == pytest.approx(3.96, abs=0.01)
+    feat = next(f for f in p.memory.features if f.name == "all-to-all buffers (pplx)")
+    granule = 1 << 29
+    assert feat.bytes_per_gpu == -(-nvshmem // granule) * granule + 5 * batch * 4 + 256 * 4
+    # Intranode (8 ranks, one node): one IPC buffer per peer, the combine side (hidden x fp32) is larger.
+    one = plan(
+        {
+            **profile("0.12.0"),
+            "hardware": {"gpu_name": "H100", "gpus": 8, "gpus_per_node": 8},
+            "parallelism": {
+                "tensor_parallel_size": 1,
+                "data_parallel_size": 8,
+                "enable_expert_parallel": True,
+                "all2all_backend": "pplx",
+            },
+        }
+    )
+    local = 32
+    buffer = 16 + 128 + 256 * local * 7168 * 4
+    expected = 8 * buffer + 6 * local * 256 * 8 * 4 + 4 * 256
+    assert next(f.bytes_per_gpu for f in one.memory.features if f.name.startswith("all-to-all")) == expected
 
 
 def _argv(p) -> list[str]:

@@ -39,7 +39,7 @@ ALIGN = 128
 # least 256 MiB"): the NVSHMEM symmetric heap maps physical memory in 512 MiB granules.
 NVSHMEM_GRANULE = 1 << 29
 # Backends whose buffers are sized here; the others are named in a not-modelled warning.
-MODELLED = ("naive", "allgather_reducescatter", "deepep_low_latency", "deepep_high_throughput")
+MODELLED = ("naive", "allgather_reducescatter", "deepep_low_latency", "deepep_high_throughput", "pplx")
 # Backends that hand the experts a batched (num_local_experts x tokens x hidden) layout: the experts run
 # as Batched*Experts (fused_moe/batched_deep_gemm_moe.py, fused_batched_moe.py).
 BATCHED = ("deepep_low_latency", "pplx")
@@ -138,9 +138,50 @@ def plan_all2all(
         internode = ranks > min(per_node, NVL_PEERS)
         hint = f.deepep_buffer_mb * MIB if internode else 0
         return All2AllMemory(backend, _nvl(f), _heap(hint), hint, DEEPEP_WORKSPACE, nccl)
+    if backend == "pplx":
+        nvl, rdma = pplx_buffers(model, engine, f, internode=ranks > per_node)
+        return All2AllMemory(backend, nvl, _heap(rdma), rdma, 0, nccl)
     # naive / allgather_reducescatter: NCCL collectives on the EP group, whose communicator is made (and
     # warmed up) before the snapshot; no buffer of their own.
     return All2AllMemory(backend, dp_nccl_bytes=nccl, modelled=backend in MODELLED)
+
+
+def _r16(n: int) -> int:
+    return (n + 15) // 16 * 16
+
+
+def pplx_buffers(
+    model: ModelFacts, engine: EngineConfig, f: WideEpFacts, *, internode: bool
+) -> tuple[int, int]:
+    """(cudaMalloc bytes, NVSHMEM bytes) of pplx-kernels' AllToAll with vLLM's arguments.
+
+    vLLM (`PplxAll2AllManager.get_handle`, fused_moe `pplx_hidden_dim_scale_bytes`): max_num_tokens = the
+    DP chunk, num_experts = global experts, dp_size = the TP size ("dp_size actually means tp_size"),
+    hidden_dim_bytes = hidden x 1 (fp8 dispatch) or x 2, scale bytes = round16(hidden/128 x 4) for block fp8.
+    pplx-kernels (ppl-ai/pplx-kernels csrc/all_to_all): internode.cpp nvshmem_mallocs xDispatchIn
+    (T x perToken), xDispatchOut and xCombineIn (maxBatchTokens = localExperts x DPgroups x T, per token
+    perToken and hidden x 4 bytes), xCombineOut (T x experts x hidden x 4), plus five uint32 index
+    buffers of maxBatchTokens (cudaMalloc); intranode.cpp cudaMallocs one IPC buffer per peer of
+    max(T x localExperts x perToken, T x localExperts x round16(hidden x 4)) plus six index buffers of
+    localExperts x T x worldSize uint32."""
+    t = dispatch_tokens(engine, f)
+    e = physical_experts(model, engine)
+    ranks = ep_size(engine)
+    local = ceil(e / ranks)
+    h = model.hidden_size
+    fp8 = (engine.quantization or "") in ("fp8", "compressed-tensors", "modelopt")
+    per_token = _r16(
+        h * (1 if fp8 else dtype_bytes(engine.dtype)) + (_r16(ceil(h / 128) * 4) if fp8 else 0) + 4
+    )
+    if internode:
+        groups = ceil(ranks / max(1, engine.tensor_parallel_size))
+        batch = local * groups * t
+        nvshmem = t * per_token + batch * per_token + batch * h * 4 + t * e * h * 4
+        nvshmem += 8 * (2 * local * groups + t + ranks)  # token counts and signals
+        return 5 * batch * 4 + local * groups * 4, nvshmem
+    head = 16 + _r16(local * 4)
+    buffer = max(head + t * local * per_token, head + t * local * _r16(h * 4))
+    return ranks * buffer + 6 * local * t * ranks * 4 + 4 * t, 0
 
 
 def batched_moe_bytes(model: ModelFacts, engine: EngineConfig, version: str) -> int:
@@ -228,8 +269,8 @@ def notes(resolved: Resolved, engine: EngineConfig, mem: All2AllMemory) -> list[
     )
     if not mem.modelled:
         out.append(
-            f"not modelled: the {mem.backend} all-to-all buffers (only DeepEP low-latency / high-throughput "
-            "and the NCCL backends are sized); the KV cache is overestimated by their size"
+            f"not modelled: the {mem.backend} all-to-all buffers (only DeepEP low-latency / high-throughput, "
+            "pplx and the NCCL backends are sized); the KV cache is overestimated by their size"
         )
     return out
 
