@@ -331,3 +331,13 @@ def test_data_parallel_size_local_sets_the_pods_per_node() -> None:
     assert '"$$((LWS_WORKER_INDEX * 4))"' in script
     assert spec["leaderTemplate"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
     assert files["serve.sh"].count("--data-parallel-size-local") == 1
+
+
+def test_wide_ep_flags_in_extra_args_become_the_profile_fields() -> None:
+    data = profile("0.12.0")
+    data["vllm"]["extra_args"] = ["--all2all-backend", "deepep_low_latency", "--enable-eplb"]
+    p = plan(data)
+    assert p.engine.all2all_backend == "deepep_low_latency" and p.engine.enable_eplb
+    assert feature(p, "all-to-all buffers") > 4 * GIB
+    argv = vllm_flags.plan_argv(p)
+    assert argv.count("--all2all-backend") == 1 and argv.count("--enable-eplb") == 1
