@@ -56,3 +56,15 @@ def test_dcp_must_divide_tp_and_exist_in_the_release() -> None:
         plan(profile(decode_context_parallel_size=3))
     with pytest.raises(SettingsError, match="0.10.2"):
         plan(profile("0.10.1", decode_context_parallel_size=2))
+
+
+def test_dcp_largest_max_model_len_is_n_times_one_ranks_fit() -> None:
+    small = {
+        **profile(decode_context_parallel_size=8),
+        "model": {"id": "deepseek-ai/DeepSeek-V3", "max_model_len": 4096},
+    }
+    small["vllm"]["gpu_memory_utilization"] = 0.64  # a KV cache of ~2 GiB: far less than the model's context
+    with_dcp, without = plan(small), plan({**small, "parallelism": {"tensor_parallel_size": 8}})
+    fit = without.memory.largest_max_model_len
+    assert fit is not None and fit < 163840
+    assert with_dcp.memory.largest_max_model_len == min(8 * fit, 163840)

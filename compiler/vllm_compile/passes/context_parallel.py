@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from math import ceil
 
+from ..facts.model_facts import ModelFacts
 from ..plan import EngineConfig, KvCachePlan
 from . import kv_cache as kv
 
@@ -44,6 +45,16 @@ def with_decode_context_parallel(
     return plan.model_copy(
         update={"blocks_per_request": per_req, "tokens": tokens, "max_concurrency": round(concurrency, 2)}
     )
+
+
+def largest_len(fit: int | None, engine: EngineConfig, model: ModelFacts) -> int | None:
+    """`--max-model-len auto` with DCP: a rank holds ceil(L / N) of a request's tokens, so the longest
+    request is N x what one rank's KV fits, up to the model's own maximum."""
+    n = engine.decode_context_parallel_size
+    if fit is None or n <= 1:
+        return fit
+    longest = fit * n
+    return min(longest, model.max_model_len) if model.max_model_len else longest
 
 
 def notes(engine: EngineConfig) -> list[str]:

@@ -263,7 +263,7 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
     plan = cp.with_decode_context_parallel(
         plan, engine, stages[binding].groups, in_flight_batches, terms.tokens_formula
     )
-    largest = _largest_len(model, engine, stages, available, in_flight_batches)
+    largest = cp.largest_len(_largest_len(model, engine, stages, available, in_flight_batches), engine, model)
     draft_per_token = sum(x.bytes_per_token for x in spec_terms.draft_layer_specs(resolved, engine))
     features = [  # the draft layers' share of the KV cache: their pages in every block
         f.model_copy(update={"bytes_per_gpu": plan.num_blocks * engine.block_size * draft_per_token})
