@@ -256,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     entries = yaml.safe_load(args.file.read_text(encoding="utf-8"))["observations"]
     same = args.wide_ep.resolve() == args.file.resolve()
     wide_file = args.wide_ep if args.wide_ep.exists() and not same else None
-    wide_entries = yaml.safe_load(wide_file.read_text(encoding="utf-8"))["observations"] if wide_file else []
+    wide_doc = yaml.safe_load(wide_file.read_text(encoding="utf-8")) if wide_file else {}
+    wide_entries = wide_doc.get("observations", [])
+    buffers = wide_doc.get("buffer_observations", []) or (
+        yaml.safe_load(args.file.read_text(encoding="utf-8")).get("buffer_observations", [])
+    )
     rows = [evaluate(e) for e in entries]
     wide_rows = [evaluate(e) for e in wide_entries]
     if args.json:
@@ -270,7 +274,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"WIDE EP entries ({wide_file or args.file}):")
         _table(wide)
         _wide_ep_summary(wide)
+    _buffer_check(buffers)
     return 0
+
+
+def _buffer_check(buffers: list[dict[str, Any]]) -> None:
+    """DeepEP low-latency RDMA sizes a source tabulates, against the planner's formula."""
+    from vllm_compile.passes.all2all import low_latency_rdma_hint
+
+    for b in buffers:
+        pairs = [
+            (int(t), low_latency_rdma_hint(int(t), b["hidden"], b["num_experts"]) / GIB, gib)
+            for t, gib in sorted(b["rdma_gib_by_tokens_per_rank"].items())
+        ]
+        worst = max(abs(p - o) for _, p, o in pairs)
+        cells = ", ".join(f"{t} tokens {p:.2f}/{o:.2f}" for t, p, o in pairs)
+        print(
+            f"SUMMARY wide EP buffer {b['id']} ({b['source']}): planned/observed GiB {cells}; worst {worst:.3f} GiB"
+        )
 
 
 def _table(rows: list[dict[str, Any]]) -> None:

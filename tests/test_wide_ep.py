@@ -341,3 +341,10 @@ def test_wide_ep_flags_in_extra_args_become_the_profile_fields() -> None:
     assert feature(p, "all-to-all buffers") > 4 * GIB
     argv = vllm_flags.plan_argv(p)
     assert argv.count("--all2all-backend") == 1 and argv.count("--enable-eplb") == 1
+
+
+def test_low_latency_rdma_hint_matches_a_public_table() -> None:
+    # vllm-project/vllm#57894: hidden 5120, 16 ranks, 448 experts (384 + 64 EPLB redundant)
+    table = {2048: 35.55, 1856: 32.21, 1840: 31.94, 1536: 26.66}
+    for tokens, gib in table.items():
+        assert all2all.low_latency_rdma_hint(tokens, 5120, 448) / GIB == pytest.approx(gib, abs=0.005)
