@@ -348,3 +348,24 @@ def test_low_latency_rdma_hint_matches_a_public_table() -> None:
     table = {2048: 35.55, 1856: 32.21, 1840: 31.94, 1536: 26.66}
     for tokens, gib in table.items():
         assert all2all.low_latency_rdma_hint(tokens, 5120, 448) / GIB == pytest.approx(gib, abs=0.005)
+
+
+def test_batched_all_to_all_caps_the_step_where_the_release_has_no_dp_chunk() -> None:
+    from vllm_compile.passes.settings import decide_engine
+    from vllm_compile.resolve import resolve
+
+    engine, decisions = decide_engine(
+        resolve(api.load_profile_dict(profile("0.33.0", all2all_backend="deepep_low_latency")), "p")
+    )
+    assert (engine.max_num_batched_tokens, engine.max_num_seqs) == (256, 256)
+    assert "one dispatch's tokens" in decisions["max_num_batched_tokens"].reason
+    new = plan(profile("0.33.0", all2all_backend="deepep_low_latency"))
+    # a user's step size is the dispatch size: the buffers grow with it (vllm#57894's 2048 rows)
+    data = profile("0.33.0", all2all_backend="deepep_low_latency")
+    data["vllm"]["max_num_batched_tokens"] = 2048
+    big = plan(data)
+    hint = all2all.low_latency_rdma_hint(2048, 7168, 256)
+    assert feature(big, "all-to-all buffers") >= hint > feature(new, "all-to-all buffers")
+    # 0.11.0 chunks the MoE layer by VLLM_MOE_DP_CHUNK_SIZE and keeps vLLM's step default
+    old = plan(profile(all2all_backend="deepep_low_latency"))
+    assert old.engine.max_num_batched_tokens == 8192

@@ -43,9 +43,6 @@ MODELLED = ("naive", "allgather_reducescatter", "deepep_low_latency", "deepep_hi
 # Backends that hand the experts a batched (num_local_experts x tokens x hidden) layout: the experts run
 # as Batched*Experts (fused_moe/batched_deep_gemm_moe.py, fused_batched_moe.py).
 BATCHED = ("deepep_low_latency", "pplx")
-# vLLM 0.20+ dropped VLLM_MOE_DP_CHUNK_SIZE: with DeepEP-LL + EP + DP > 1 the engine caps
-# max_num_batched_tokens at 256 (reference/vllm_memory_model.md 3), which is the dispatch size.
-_LL_TOKENS_NO_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -84,8 +81,10 @@ def physical_experts(model: ModelFacts, engine: EngineConfig) -> int:
 
 
 def dispatch_tokens(engine: EngineConfig, f: WideEpFacts) -> int:
-    """The most tokens one DP rank dispatches at once (`FusedMoEConfig.max_num_tokens`)."""
-    return f.moe_dp_chunk or min(engine.max_num_batched_tokens, _LL_TOKENS_NO_CHUNK)
+    """The most tokens one DP rank dispatches at once (`FusedMoEConfig.max_num_tokens`):
+    VLLM_MOE_DP_CHUNK_SIZE where the release has it, else the step's max_num_batched_tokens (0.20.0+,
+    whose default with DeepEP LL and DP > 1 is 256: passes/settings.py batched_dp_batch)."""
+    return f.moe_dp_chunk or engine.max_num_batched_tokens
 
 
 def low_latency_rdma_hint(tokens: int, hidden: int, num_experts: int) -> int:

@@ -191,6 +191,9 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
     )
 
     wide = wide_ep_settings(resolved, tp, dp, expert_parallel, pick)
+    max_num_seqs, max_num_batched_tokens = batched_dp_batch(
+        resolved, wide, dp, max_num_seqs, max_num_batched_tokens, decisions
+    )
     engine = EngineConfig(
         **wide,
         dtype=dtype,
@@ -214,6 +217,36 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         cpu_offload_gb=vllm_spec.cpu_offload_gb,
     )
     return with_capture_sizes(engine, resolved), decisions
+
+
+# With a batched all-to-all (DeepEP low latency, NIXL EP) and DP > 1, vLLM caps the step at the tokens one
+# dispatch can carry: max_num_batched_tokens defaults to 256 (engine/arg_utils.py get_batch_defaults, read in
+# 0.33.0, reference/vllm_memory_model.md 3). Assumed from 0.20.0, the first release without
+# VLLM_MOE_DP_CHUNK_SIZE (before it, the MoE layer chunks the step in VLLM_MOE_DP_CHUNK_SIZE pieces instead).
+_BATCHED_DP_TOKENS = 256
+_BATCHED_DP_BACKENDS = ("deepep_low_latency", "nixl_ep")
+
+
+def batched_dp_batch(
+    resolved: Resolved, wide: dict[str, Any], dp: int, seqs: int, tokens: int, decisions: dict[str, Decision]
+) -> tuple[int, int]:
+    from ..facts.wide_ep import facts as wide_ep_facts
+
+    f = wide_ep_facts(resolved.vllm.version)
+    if not (dp > 1 and wide["all2all_backend"] in _BATCHED_DP_BACKENDS and f.moe_dp_chunk is None):
+        return seqs, tokens
+    if f.backend_form != "flag":
+        return seqs, tokens
+    why = f"vLLM {resolved.vllm.version} default with {wide['all2all_backend']} and DP > 1: one dispatch's tokens"
+    if decisions["max_num_batched_tokens"].by != "user":
+        tokens = _BATCHED_DP_TOKENS
+        decisions["max_num_batched_tokens"] = Decision(value=tokens, by="vllm-default", reason=why)
+    if decisions["max_num_seqs"].by != "user" and seqs > tokens:
+        seqs = tokens
+        decisions["max_num_seqs"] = Decision(
+            value=seqs, by="vllm-default", reason="capped at max_num_batched_tokens"
+        )
+    return seqs, tokens
 
 
 def wide_ep_settings(
