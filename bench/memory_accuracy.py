@@ -72,7 +72,10 @@ def _profile(entry: dict[str, Any], version: str) -> dict[str, Any]:
     v0 = entry.get("engine") == "V0"
     tp = entry.get("tensor_parallel_size", 1)
     pp = entry.get("pipeline_parallel_size") or 1
-    hardware: dict[str, Any] = {"gpu_name": _gpu_name(entry), "gpus": tp * pp}
+    dp = entry.get("data_parallel_size") or 1
+    hardware: dict[str, Any] = {"gpu_name": _gpu_name(entry), "gpus": tp * pp * dp}
+    if entry.get("gpus_per_node"):
+        hardware["gpus_per_node"] = entry["gpus_per_node"]
     if entry.get("gpu_total_gib"):
         hardware["vram_gib"] = entry["gpu_total_gib"]
     model: dict[str, Any] = {"id": entry["model"]}
@@ -109,7 +112,12 @@ def _profile(entry: dict[str, Any], version: str) -> dict[str, Any]:
         "profile_version": 1,
         "model": model,
         "hardware": hardware,
-        "parallelism": {"tensor_parallel_size": tp, "pipeline_parallel_size": pp, "data_parallel_size": 1},
+        "parallelism": {
+            "tensor_parallel_size": tp,
+            "pipeline_parallel_size": pp,
+            "data_parallel_size": dp,
+            **{k: entry[k] for k in _WIDE_EP_KEYS if entry.get(k) is not None},
+        },
         "vllm": vllm,
     }
 
@@ -147,6 +155,10 @@ def evaluate(entry: dict[str, Any]) -> dict[str, Any]:
         "engine": entry.get("engine", "V1"),
         "features": _features(entry),
     }
+    if entry.get("plannable") is False:
+        row["skipped"] = entry.get("reason_not_planned", "not plannable offline")
+        row["failed"] = _failed(entry)
+        return row
     try:
         plan, version, assumed = _plan(entry)
     except Exception as exc:  # the bench reports every entry, even one the planner cannot take
@@ -174,12 +186,18 @@ def evaluate(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 _PARTS = ("weights_gib", "activation_peak_gib", "non_torch_gib", "kv_cache_gib")
-FEATURES = ("speculative", "lora", "multimodal")
+FEATURES = ("speculative", "lora", "multimodal", "wide_ep")
+_WIDE_EP_KEYS = (
+    "enable_expert_parallel", "all2all_backend", "enable_eplb", "num_redundant_experts",
+    "decode_context_parallel_size", "data_parallel_size_local",
+)  # fmt: skip
+WIDE_EP_FILE = Path(__file__).resolve().parent / "data" / "wide_ep_observations.yaml"
 
 
 def _features(entry: dict[str, Any]) -> list[str]:
     """The serving features an entry exercises (printed as their own group)."""
-    return [f for f in FEATURES if entry.get(f)]
+    wide = bool(entry.get("enable_expert_parallel") or (entry.get("data_parallel_size") or 1) > 1)
+    return [f for f in FEATURES if entry.get(f) or (f == "wide_ep" and wide)]
 
 
 def _inconsistent(entry: dict[str, Any], graphs_deducted: bool) -> bool:
@@ -225,21 +243,67 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--file", type=Path, default=CALIBRATION)
+    parser.add_argument(
+        "--wide-ep",
+        type=Path,
+        default=WIDE_EP_FILE,
+        help="wide-EP observations, printed as their own section",
+    )
     args = parser.parse_args(argv)
     if not args.file.exists():
         print(f"no calibration file at {args.file}", file=sys.stderr)
         return 2
     entries = yaml.safe_load(args.file.read_text(encoding="utf-8"))["observations"]
+    same = args.wide_ep.resolve() == args.file.resolve()
+    wide_file = args.wide_ep if args.wide_ep.exists() and not same else None
+    wide_doc = yaml.safe_load(wide_file.read_text(encoding="utf-8")) if wide_file else {}
+    wide_entries = wide_doc.get("observations", [])
+    buffers = wide_doc.get("buffer_observations", []) or (
+        yaml.safe_load(args.file.read_text(encoding="utf-8")).get("buffer_observations", [])
+    )
     rows = [evaluate(e) for e in entries]
+    wide_rows = [evaluate(e) for e in wide_entries]
     if args.json:
-        print(json.dumps(rows, indent=2, sort_keys=True, default=str))
+        print(json.dumps(rows + wide_rows, indent=2, sort_keys=True, default=str))
         return 0
+    _table(rows)
+    _summary(rows)
+    wide = [r for r in rows if "wide_ep" in r.get("features", [])] + wide_rows
+    if wide:
+        print()
+        print(f"WIDE EP entries ({wide_file or args.file}):")
+        _table(wide)
+        _wide_ep_summary(wide)
+    _buffer_check(buffers)
+    return 0
+
+
+def _buffer_check(buffers: list[dict[str, Any]]) -> None:
+    """DeepEP low-latency RDMA sizes a source tabulates, against the planner's formula."""
+    from vllm_compile.passes.all2all import low_latency_rdma_hint
+
+    for b in buffers:
+        pairs = [
+            (int(t), low_latency_rdma_hint(int(t), b["hidden"], b["num_experts"]) / GIB, gib)
+            for t, gib in sorted(b["rdma_gib_by_tokens_per_rank"].items())
+        ]
+        worst = max(abs(p - o) for _, p, o in pairs)
+        cells = ", ".join(f"{t} tokens {p:.2f}/{o:.2f}" for t, p, o in pairs)
+        print(
+            f"SUMMARY wide EP buffer {b['id']} ({b['source']}): planned/observed GiB {cells}; worst {worst:.3f} GiB"
+        )
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
     head = f"{'entry':44} {'ver':8} {'weights':13} {'activation':11} {'non-torch':9} {'KV GiB':13} {'KV err':>7} {'tokens pred/obs':21} {'tok err':>7} starts"
     print(head)
     print("-" * len(head))
     for r in rows:
         if "error" in r:
             print(f"{r['id'][:44]:44} ERROR {r['error']}")
+            continue
+        if "skipped" in r:
+            print(f"{r['id'][:44]:44} SKIPPED {r['skipped']}" + (" (start-up failed)" if r["failed"] else ""))
             continue
         kv_err, tok_err = _pct(r["kv_gib"]), _pct(r["tokens"])
         tokens = f"{r['tokens'][0]:,}/{r['tokens'][1]:,}" if r["tokens"][1] else "-"
@@ -249,12 +313,31 @@ def main(argv: list[str] | None = None) -> int:
             f"{_fmt(r['non_torch']):9} {_fmt(r['kv_gib']):13} "
             f"{'' if kv_err is None else f'{kv_err:+.1f}%':>7} {tokens:21} {'' if tok_err is None else f'{tok_err:+.2f}%':>7} {start}"
         )
-    _summary(rows)
-    return 0
+
+
+def _wide_ep_summary(rows: list[dict[str, Any]]) -> None:
+    """Per-term error of the wide-EP entries, their KV GiB MAE (target <= 10%) and the failures caught."""
+    ok = [r for r in rows if "error" not in r and "skipped" not in r]
+    for term in ("weights", "activation", "non_torch", "kv_gib"):
+        pairs = [r for r in ok if r[term][1] is not None and r[term][1] > 0 and not r["failed"]]
+        errs = [_pct(r[term]) or 0.0 for r in pairs]
+        detail = ", ".join(f"{r['id']} {e:+.1f}%" for r, e in zip(pairs, errs, strict=True))
+        mae = f"MAE {sum(abs(e) for e in errs) / len(errs):.1f}%" if errs else "no observed figure"
+        print(f"SUMMARY wide EP {term}: {mae}" + (f" ({detail})" if detail else ""))
+    failures = [r for r in ok if r["failed"]]
+    caught = [r for r in failures if not r["starts"]]
+    missed = [r["id"] for r in failures if r["starts"]]
+    print(
+        f"SUMMARY wide EP start-up failures predicted as not starting: {len(caught)}/{len(failures)}"
+        + (f" (missed: {', '.join(missed)})" if missed else "")
+    )
+    skipped = [r["id"] for r in rows if "skipped" in r]
+    if skipped:
+        print(f"SUMMARY wide EP entries not planned (model not in the offline catalog): {', '.join(skipped)}")
 
 
 def _summary(rows: list[dict[str, Any]]) -> None:
-    ok = [r for r in rows if "error" not in r]
+    ok = [r for r in rows if "error" not in r and "skipped" not in r]
     v1_kv = [
         r
         for r in ok

@@ -295,7 +295,16 @@ def test_data_parallel_inside_the_server_gets_its_gpus() -> None:
     assert dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
     compose = yaml.safe_load(files["docker-compose.yaml"])
     assert compose["services"]["vllm"]["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 4
-    too_big = make_plan(model=LLAMA_70B, tp=8, decided={"data_parallel_size": (2, "user")})
+    # DP ranks that fill nodes run Ray-less, one pod per node (artifacts/dp_launch.py)...
+    two_nodes = make_plan(model=LLAMA_70B, tp=8, decided={"data_parallel_size": (2, "user")})
+    (lws,) = checks.load_docs(render_artifacts(two_nodes, ["k8s"])["k8s/leaderworkerset.yaml"])
+    assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2
+    assert (
+        "--data-parallel-size-local 1"
+        in lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]["args"][0]
+    )
+    # ...but a DP rank wider than a node is not generated.
+    too_big = make_plan(model=LLAMA_70B, tp=16, decided={"data_parallel_size": (2, "user")})
     with pytest.raises(RenderError, match="scale out with deploy.replicas"):
         render_artifacts(too_big, ["k8s"])
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from .facts.drafts import DraftFacts
 from .facts.gpu_spec import GpuSpec
@@ -71,6 +71,16 @@ class Decision(BaseModel):
     runner_up: Any = None
 
 
+_WIDE_EP_DEFAULTS: dict[str, Any] = {
+    "all2all_backend": None,
+    "data_parallel_size_local": None,
+    "enable_eplb": False,
+    "num_redundant_experts": 0,
+    "decode_context_parallel_size": 1,
+    "prefill_context_parallel_size": 1,
+}
+
+
 class EngineConfig(BaseModel):
     """Every vLLM engine setting the plan depends on, fully decided (no `auto` left)."""
 
@@ -96,10 +106,28 @@ class EngineConfig(BaseModel):
     max_cudagraph_capture_size: int | None = None
     cudagraph_capture_sizes: list[int] | None = None
     cpu_offload_gb: float = 0.0
+    # Wide expert parallel and context parallel (passes/all2all.py, passes/context_parallel.py).
+    all2all_backend: str | None = None  # the release's backend in effect with EP (None: no EP / no MoE)
+    data_parallel_size_local: int | None = None
+    enable_eplb: bool = False
+    num_redundant_experts: int = 0
+    decode_context_parallel_size: int = 1
+    prefill_context_parallel_size: int = 1
+
+    @model_serializer(mode="wrap")
+    def _drop_default_wide_ep(self, handler: Any) -> dict[str, Any]:
+        # The wide-EP / context-parallel fields appear in the lock only when set, so the locks of
+        # every other deployment stay as they were.
+        data = handler(self)
+        for key, default in _WIDE_EP_DEFAULTS.items():
+            if data.get(key, default) == default:
+                data.pop(key, None)
+        return data
 
     @property
     def gpus_per_replica(self) -> int:
-        return self.tensor_parallel_size * self.pipeline_parallel_size
+        # vLLM's world size per DP rank: TP x PP x prefill context parallel (config/parallel.py).
+        return self.tensor_parallel_size * self.pipeline_parallel_size * self.prefill_context_parallel_size
 
     @property
     def total_gpus(self) -> int:

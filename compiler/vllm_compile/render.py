@@ -89,6 +89,7 @@ def _command(plan: Plan, ctx: context.Context) -> dict[str, str]:
         **ctx.common(),
         env=sorted(ctx.env.items()),
         arg_lines=_arg_lines(ctx.argv),
+        dp=ctx.dp_layout,
         literal_expansions=any("$" in w or "`" in w for w in [ctx.model_id, *ctx.argv, *ctx.env.values()]),
     )
     return {"serve.sh": text}
@@ -119,6 +120,8 @@ def _compose(plan: Plan, ctx: context.Context) -> dict[str, str]:
 
 
 def _helm(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    if ctx.dp_layout is not None:
+        return {}  # the chart's multi-node mode is a Ray cluster; REPORT.md says so
     return {
         "helm-values.yaml": render_template("helm-values.yaml.j2", **ctx.common(), values=helm.build(ctx))
     }
@@ -152,6 +155,8 @@ def _lws(plan: Plan, ctx: context.Context) -> dict[str, str]:
 
 
 def _kserve(plan: Plan, ctx: context.Context) -> dict[str, str]:
+    if ctx.dp_layout is not None:
+        return {}  # KServe's multi-node runtime is Ray-based; REPORT.md says so
     return {
         "k8s/inferenceservice.yaml": render_template(
             "k8s/inferenceservice.yaml.j2", **ctx.common(), obj=kube.inference_service(ctx)

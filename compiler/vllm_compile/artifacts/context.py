@@ -10,6 +10,7 @@ from typing import Any
 from ..facts import vllm_flags
 from ..plan import Plan
 from ..units import GB
+from .dp_launch import DpLaunchError, DpLayout, dp_layout
 
 
 class RenderError(ValueError):
@@ -65,6 +66,7 @@ class Context:
     startup: StartupBudget
     targets: list[str]
     notes: list[str] = field(default_factory=list)
+    dp_layout: DpLayout | None = None  # multi-node data parallel without Ray (artifacts/dp_launch.py)
 
     @property
     def deploy(self) -> Any:
@@ -167,6 +169,8 @@ def extra_args_config(ctx: Context) -> dict[str, Any]:
 
 
 def build(plan: Plan, targets: list[str]) -> Context:
+    from ..facts.wide_ep import wide_ep_env
+
     resolved = plan.resolved
     profile = resolved.profile
     deploy = profile.deploy
@@ -202,13 +206,19 @@ def build(plan: Plan, targets: list[str]) -> Context:
     gpn = vllm_flags.gpus_per_node(plan)
     per_replica = vllm_flags.gpus_per_server(plan)
     spans = vllm_flags.spans_nodes(plan)
-    if plan.engine.data_parallel_size > 1 and per_replica > gpn:
+    try:
+        layout = dp_layout(plan, gpn)
+    except DpLaunchError as exc:
+        raise RenderError(str(exc), ("parallelism", "data_parallel_size")) from exc
+    if layout is None and plan.engine.data_parallel_size > 1 and per_replica > gpn:
         raise RenderError(
             f"data_parallel_size {plan.engine.data_parallel_size} x {plan.engine.gpus_per_replica} GPUs does not "
-            f"fit one node of {gpn} GPUs; multi-node data parallelism is not generated: scale out with "
-            "deploy.replicas instead"
+            f"fit one node of {gpn} GPUs, and one DP rank spans nodes; multi-node data parallelism over Ray is "
+            "not generated: scale out with deploy.replicas instead"
         )
-    nodes = math.ceil(per_replica / gpn) if spans else 1
+    if layout is not None:
+        spans = True
+    nodes = layout.nodes if layout else (math.ceil(per_replica / gpn) if spans else 1)
     if spans and per_replica % nodes:
         raise RenderError(
             f"{per_replica} GPUs per replica do not split evenly over {nodes} nodes of {gpn} GPUs; "
@@ -229,16 +239,38 @@ def build(plan: Plan, targets: list[str]) -> Context:
         image=f"{deploy.image}:{deploy.tag or 'v' + resolved.vllm.version}",
         port=deploy.port,
         gated=deploy.gated if deploy.gated is not None else gated_default,
-        env=dict(deploy.env),
+        env={**wide_ep_env(plan), **deploy.env},
         argv=[w for s in settings for w in s.argv()] + list(profile.vllm.extra_args),
         spans_nodes=spans,
         nodes=nodes,
         gpus_per_replica=per_replica,
-        gpus_per_pod=per_replica // nodes,
+        gpus_per_pod=layout.gpus_per_node if layout else per_replica // nodes,
         replicas=replicas,
         startup=startup_budget(plan, nodes),
         targets=list(targets),
+        dp_layout=layout,
     )
+    if layout is not None:
+        # The per-node launch words carry --data-parallel-size-local (artifacts/dp_launch.py): once only.
+        words = ctx.argv
+        if "--data-parallel-size-local" in words:
+            i = words.index("--data-parallel-size-local")
+            ctx.argv = words[:i] + words[i + 2 :]
+        ctx.notes.append(
+            f"multi-node data parallel without Ray: {layout.nodes} pods of {layout.local} DP ranks "
+            f"({layout.gpus_per_node} GPUs) each, one per node (DeepEP's NVLink buffers need a node's ranks in "
+            "one pod); the leader serves the API, the workers run --headless from --data-parallel-start-rank"
+        )
+        if (plan.engine.all2all_backend or "").startswith("deepep"):
+            ctx.notes.append(
+                "DeepEP across nodes runs over RDMA (NVSHMEM IBGDA): the pods must reach every node's NICs "
+                "(an RDMA device plugin resource, IPC_LOCK, unlimited memlock), which is cluster-specific and "
+                "not generated"
+            )
+        ctx.notes.append(
+            "helm-values.yaml and the KServe InferenceService are not written for multi-node data parallel: "
+            "the production-stack chart and KServe span nodes only over Ray; use k8s/leaderworkerset.yaml"
+        )
     fs = vllm_flags.flag_set(ctx.vllm_version)
     if not fs.exact:
         ctx.notes.append(

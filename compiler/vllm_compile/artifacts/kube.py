@@ -227,14 +227,31 @@ def _worker_script() -> str:
     return f'set -euo pipefail\nexec ray start --address="${{LWS_LEADER_ADDRESS}}:{RAY_PORT}" --block'
 
 
+def _dp_script(ctx: Context, worker: bool) -> str:
+    """One node of a Ray-less multi-node DP deployment (artifacts/dp_launch.py)."""
+    layout = ctx.dp_layout
+    assert layout is not None
+    address = '"${LWS_LEADER_ADDRESS}"'
+    args = (
+        layout.worker_args(address, f'"$((LWS_WORKER_INDEX * {layout.local}))"')
+        if worker
+        else layout.leader_args(address)
+    )
+    serve = shlex.join(["vllm", "serve", ctx.model_id, *ctx.argv])
+    return "set -euo pipefail\nexec " + serve + " " + " ".join(args)
+
+
 def leader_worker_set(ctx: Context) -> dict[str, Any]:
     base = _container(ctx)
     base["resources"] = _gpu_resources(ctx, ctx.gpus_per_pod)
     leader = dict(base)
-    if ctx.spans_nodes:
+    if ctx.dp_layout is not None:
+        leader |= {"command": ["/bin/bash", "-c"], "args": [escape(_dp_script(ctx, worker=False))]}
+    elif ctx.spans_nodes:
         leader |= {"command": ["/bin/bash", "-c"], "args": [escape(_leader_script(ctx))]}
     worker = {k: v for k, v in base.items() if not k.endswith("Probe") and k != "ports"}
-    worker |= {"name": "vllm-worker", "command": ["/bin/bash", "-c"], "args": [escape(_worker_script())]}
+    script = _dp_script(ctx, worker=True) if ctx.dp_layout is not None else _worker_script()
+    worker |= {"name": "vllm-worker", "command": ["/bin/bash", "-c"], "args": [escape(script)]}
     pod_labels = _lws_labels(ctx)
     claim = {
         "metadata": {"name": "hf-cache"},

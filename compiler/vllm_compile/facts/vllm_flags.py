@@ -143,6 +143,11 @@ def config_loader(version: str) -> ConfigLoader:
     )
 
 
+def release_data(version: str) -> dict[str, Any]:
+    """The whole parser dump of the nearest carried release at or below `version`."""
+    return _release(_base_version(version))
+
+
 def engine_defaults(version: str) -> dict[str, Any]:
     """EngineArgs' field defaults in `version` (None: decided at start-up from the model and the GPU)."""
     return dict(_release(_base_version(version)).get("engine_defaults", {}))
@@ -602,6 +607,9 @@ def plan_settings(plan: Plan) -> list[Setting]:
         add("--revision", revision)
     if spans_nodes(plan):
         add("--distributed-executor-backend", "ray")
+    from .wide_ep import wide_ep_settings  # wide_ep reads this module's flag sets
+
+    out += wide_ep_settings(plan)
     return out
 
 

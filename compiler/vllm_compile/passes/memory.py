@@ -18,6 +18,8 @@ from ..facts.model_facts import ModelFacts
 from ..facts.weights import dtype_bytes, pp_layer_range, weight_bytes_per_gpu
 from ..plan import EngineConfig, MemoryPlan, RankMemory, Resolved
 from ..units import GIB
+from . import all2all
+from . import context_parallel as cp
 from . import kv_cache as kv
 from . import lora as lora_terms
 from . import multimodal as mm
@@ -114,7 +116,13 @@ def _sampler_peak(model: ModelFacts, engine: EngineConfig, terms: MemoryTerms) -
 
 
 def activation_peak(
-    model: ModelFacts, engine: EngineConfig, terms: MemoryTerms, pp_rank: int, *, text_only: bool = False
+    model: ModelFacts,
+    engine: EngineConfig,
+    terms: MemoryTerms,
+    pp_rank: int,
+    *,
+    text_only: bool = False,
+    batched_moe: int = 0,
 ) -> int:
     """ "torch peak memory increase" of the profile run on one GPU of stage `pp_rank`.
 
@@ -128,6 +136,11 @@ def activation_peak(
     if pp_rank == pp - 1:
         peak = max(peak, _sampler_peak(model, engine, terms))
     extra = _moe_workspace(model, engine, len(moe_layers) if model.is_moe else 0)
+    if batched_moe:
+        # Batched all-to-all experts (passes/all2all.py) replace fused_moe's cached workspaces; theirs
+        # live only inside the MoE layer, so the peak is the larger of that layer and the sampler.
+        extra = 0
+        peak = max(peak, _forward_peak(model, engine) + batched_moe)
     if pp_rank > 0:
         extra += 2 * t * model.hidden_size * dt  # received intermediate tensors: hidden + residual
     if model.multimodal and pp_rank == 0 and not text_only:
@@ -174,7 +187,15 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
     total = gpu.memory_bytes
     requested = ceil(total * engine.gpu_memory_utilization)
     pp = engine.pipeline_parallel_size
-    nt = non_torch(engine, terms)
+    per_node = resolved.profile.hardware.gpus_per_node or gpu.gpus_per_node
+    a2a = all2all.plan_all2all(model, engine, terms, version.version, per_node)
+    nt = non_torch(engine, terms) + a2a.non_torch_bytes
+    redundant = all2all.redundant_expert_bytes(model, engine, gpu.compute_capability, version.version)
+    batched = (
+        all2all.batched_moe_bytes(model, engine, version.version)
+        if all2all.uses_all2all(model, engine) and a2a.backend in all2all.BATCHED
+        else 0
+    )
     base = baseline(model, engine)
     ranks: list[RankMemory] = []
     stages: list[kv.StageKv] = []
@@ -184,8 +205,8 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
     for r in range(pp):
         layers = pp_layer_range(model.num_hidden_layers, pp, r)
         stage = kv.stage_kv(model, engine, layers)
-        w = stage_weights(model, engine, r, gpu.compute_capability, version.version)
-        act = activation_peak(model, engine, terms, r, text_only=text_only)
+        w = stage_weights(model, engine, r, gpu.compute_capability, version.version) + redundant
+        act = activation_peak(model, engine, terms, r, text_only=text_only, batched_moe=batched)
         graph_layers = layers[1] - layers[0]
         # Serving features (their own modules, each citing vLLM): LoRA slots on every stage; the draft
         # (weights, KV layers, profile buffers) with the last stage, where vLLM runs the proposer.
@@ -206,6 +227,7 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
                 *spec_terms.memory_features(resolved, engine),
                 *lora_terms.memory_features(resolved, engine, lora_w),
                 *mm.memory_features(resolved, engine),
+                *all2all.memory_features(a2a, redundant),
             ]
         cg = cuda_graph_estimate(model, engine, graph_layers) if version.cuda_graph_deducted else 0
         kv_bytes = requested - w - act - nt - cg
@@ -238,7 +260,10 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
         in_flight_batches=in_flight_batches,
         tokens_formula=terms.tokens_formula,
     )
-    largest = _largest_len(model, engine, stages, available, in_flight_batches)
+    plan = cp.with_decode_context_parallel(
+        plan, engine, stages[binding].groups, in_flight_batches, terms.tokens_formula
+    )
+    largest = cp.largest_len(_largest_len(model, engine, stages, available, in_flight_batches), engine, model)
     draft_per_token = sum(x.bytes_per_token for x in spec_terms.draft_layer_specs(resolved, engine))
     features = [  # the draft layers' share of the KV cache: their pages in every block
         f.model_copy(update={"bytes_per_gpu": plan.num_blocks * engine.block_size * draft_per_token})
@@ -253,7 +278,8 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
     ]
     if version.cuda_graph_deducted and not engine.enforce_eager:
         assumptions.append("CUDA graph pool estimated and deducted before the KV cache, as this version does")
-    assumptions += lora_terms.notes(resolved) + mm.notes(resolved)
+    assumptions += lora_terms.notes(resolved) + mm.notes(resolved) + all2all.notes(resolved, engine, a2a)
+    assumptions += cp.notes(engine)
     return MemoryPlan(
         ranks=ranks,
         binding_pp_rank=binding,

@@ -50,7 +50,19 @@ def step_model(
         graph_max = max(engine.cudagraph_capture_sizes)
     else:
         graph_max = engine.max_cudagraph_capture_size or resolved.vllm.max_cudagraph_capture_size
-    sm = pm.StepModel(shape=shape, hw=hw, tp=tp, pp=pp, eager=engine.enforce_eager, graph_max_batch=graph_max)
+    from .all2all_perf import cost as all2all_cost  # wide EP: dispatch/combine per MoE layer
+
+    a2a = all2all_cost(resolved.model, engine, gpu, per_node, resolved.profile.hardware.interconnect)
+    sm = pm.StepModel(
+        shape=shape,
+        hw=hw,
+        tp=tp,
+        pp=pp,
+        eager=engine.enforce_eager,
+        graph_max_batch=graph_max,
+        ep_dp=engine.data_parallel_size if a2a is not None else 1,
+        all2all=a2a,
+    )
     from .speculative import acceptance_rate, serving_step
 
     # Speculative decoding and LoRA change the step (passes/speculative.py, passes/lora.py).
@@ -99,6 +111,9 @@ def _assumptions(resolved: Resolved, engine: EngineConfig, workload: Workload, s
         out.append("MoE: a step reads the experts its tokens touch, E(1-(1-k/E)^tokens) of E per layer")
     if engine.enforce_eager:
         out.append("enforce_eager: no CUDA graphs, kernel launches on every layer of every step")
+    from .all2all_perf import assumption as all2all_assumption
+
+    out += all2all_assumption(sm.all2all)
     if workload.request_rate is not None:
         out.append(
             f"request rate {workload.request_rate:g}/s: discrete-event simulation of continuous batching, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from ..facts.gpu_spec import GpuSpec
 from ..facts.model_facts import ModelFacts
@@ -275,6 +276,10 @@ class StepModel:
     # Captured sizes, ascending; a step replaying a graph computes its tokens padded up to the next
     # captured size (vLLM pads the batch to the graph's size). Empty: padding not modelled.
     graph_sizes: tuple[int, ...] = ()
+    # Wide expert parallel (passes/all2all_perf.py): the DP ranks the experts spread over (they step
+    # together, so a rank's experts see every rank's tokens) and the dispatch/combine cost per MoE layer.
+    ep_dp: int = 1
+    all2all: Any = None
 
     def padded(self, tokens: float) -> float:
         """Tokens a graph replay computes for a step of `tokens` (itself when no graph serves it)."""
@@ -301,9 +306,9 @@ class StepModel:
         if tokens <= 0:
             return 0.0
         # Bytes one rank reads for the whole model (every stage in turn).
-        frac = touched_expert_fraction(s.num_experts, s.experts_per_tok, tokens)
+        frac = touched_expert_fraction(s.num_experts, s.experts_per_tok, tokens * self.ep_dp)
         # Routed experts go through the fused-MoE kernels, which reach a smaller share of the roofline.
-        weights = (s.body_bytes + s.lm_head_bytes + s.expert_bytes * frac / MOE_EFF) / tp
+        weights = (s.body_bytes + s.lm_head_bytes + s.expert_bytes * frac / MOE_EFF / self.ep_dp) / tp
         # Attention reads each context token's KV once per step: the decoders' contexts, and for a
         # prefill chunk the prompt so far (flash attention tiles queries over one pass of the keys).
         pf_ctx = prefill_ctx + p_mb / 2 if p_mb else 0.0
@@ -326,6 +331,8 @@ class StepModel:
         if pp > 1:
             msg = tokens * s.hidden * self.act_bytes
             t += (pp - 1) * (self.hw.p2p_lat + msg / self.hw.p2p_bw)
+        if self.all2all is not None:
+            t += s.num_moe_layers * self.all2all.layer_time(tokens)
         # Host overhead: once per token step. vLLM V1 captures graphs by token count; a step with more
         # tokens than the largest captured size runs eager, paying launches on every layer.
         eager = self.eager or decode + prefill > self.graph_max_batch

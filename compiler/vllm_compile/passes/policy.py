@@ -13,6 +13,7 @@ import math
 
 from ..plan import EngineConfig, MemoryPlan, RankMemory, Resolved, Risk, Verdict
 from ..units import GB, GIB
+from . import all2all
 
 _RISK_ORDER: dict[str, int] = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
 
@@ -40,6 +41,8 @@ def _what_would_fit(rank: RankMemory, engine: EngineConfig) -> str:
     """The user's next question: how many such GPUs the weights need (they shard over TP x PP)."""
     room = rank.requested_bytes - rank.activation_peak_bytes - rank.non_torch_bytes - rank.cuda_graph_bytes
     weights_total = rank.weights_bytes * engine.tensor_parallel_size * engine.pipeline_parallel_size
+    if engine.enable_expert_parallel and engine.data_parallel_size > 1:
+        return ""  # experts are sharded over the DP ranks too: TP x PP GPUs is not what holds the weights
     if room <= 0:
         return ""
     needed = math.ceil(weights_total / room)
@@ -94,6 +97,7 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
             f"{_g(worst.cuda_graph_bytes)} = {_g(non_kv)} exceed the budget of {_g(worst.requested_bytes)} "
             f"({engine.gpu_memory_utilization:g} x {_g(worst.gpu_total_bytes)}); KV cache would be {_g(worst.kv_cache_bytes)}."
             + _what_would_fit(worst, engine)
+            + all2all.startup_hint(memory, engine)
         )
     elif memory.kv.max_concurrency < 1.0 or memory.kv.num_blocks <= 0:
         starts = False
@@ -115,6 +119,7 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
             f"{_g(b.cuda_graph_bytes)} in a budget of {_g(b.requested_bytes)}: {memory.kv.tokens:,} tokens, "
             f"{memory.kv.max_concurrency:.2f}x concurrency at {engine.max_model_len:,} tokens per request."
         )
+    reasons[-1] += all2all.rank_types(engine)
 
     # Explicitly sized KV caches (num_gpu_blocks_override, kv_cache_memory_bytes) bypass the budget.
     from .overrides import override_warnings, start_failures

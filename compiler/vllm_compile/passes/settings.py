@@ -109,10 +109,12 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
             f"pipeline_parallel_size {par.pipeline_parallel_size} is more stages than {model.id} has decoder "
             f"layers ({layers}); vLLM gives each stage at least one layer: use at most {layers}",
         )
+    # A user-set data_parallel_size takes its share of the GPUs first (one engine per DP rank).
+    dp_share = par.data_parallel_size if _user(par.data_parallel_size) else 1
     pp = pick(
         "pipeline_parallel_size",
         par.pipeline_parallel_size,
-        min(max(1, gpus // tp), layers),
+        min(max(1, gpus // (tp * dp_share)), layers),
         "the replica's remaining GPUs as pipeline stages (across nodes)",
         "derived",
     )
@@ -188,7 +190,12 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         "max_cudagraph_capture_size", vllm_spec.max_cudagraph_capture_size, None, f"vLLM {v} default"
     )
 
+    wide = wide_ep_settings(resolved, tp, dp, expert_parallel, pick)
+    max_num_seqs, max_num_batched_tokens = batched_dp_batch(
+        resolved, wide, dp, max_num_seqs, max_num_batched_tokens, decisions
+    )
     engine = EngineConfig(
+        **wide,
         dtype=dtype,
         quantization=quantization,
         kv_cache_dtype=kv_cache_dtype,
@@ -210,6 +217,123 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
         cpu_offload_gb=vllm_spec.cpu_offload_gb,
     )
     return with_capture_sizes(engine, resolved), decisions
+
+
+# With a batched all-to-all (DeepEP low latency, NIXL EP) and DP > 1, vLLM caps the step at the tokens one
+# dispatch can carry: max_num_batched_tokens defaults to 256 (engine/arg_utils.py get_batch_defaults, read in
+# 0.33.0, reference/vllm_memory_model.md 3). Assumed from 0.20.0, the first release without
+# VLLM_MOE_DP_CHUNK_SIZE (before it, the MoE layer chunks the step in VLLM_MOE_DP_CHUNK_SIZE pieces instead).
+_BATCHED_DP_TOKENS = 256
+_BATCHED_DP_BACKENDS = ("deepep_low_latency", "nixl_ep")
+
+
+def batched_dp_batch(
+    resolved: Resolved, wide: dict[str, Any], dp: int, seqs: int, tokens: int, decisions: dict[str, Decision]
+) -> tuple[int, int]:
+    from ..facts.wide_ep import facts as wide_ep_facts
+
+    f = wide_ep_facts(resolved.vllm.version)
+    if not (dp > 1 and wide["all2all_backend"] in _BATCHED_DP_BACKENDS and f.moe_dp_chunk is None):
+        return seqs, tokens
+    if f.backend_form != "flag":
+        return seqs, tokens
+    why = f"vLLM {resolved.vllm.version} default with {wide['all2all_backend']} and DP > 1: one dispatch's tokens"
+    if decisions["max_num_batched_tokens"].by != "user":
+        tokens = _BATCHED_DP_TOKENS
+        decisions["max_num_batched_tokens"] = Decision(value=tokens, by="vllm-default", reason=why)
+    if decisions["max_num_seqs"].by != "user" and seqs > tokens:
+        seqs = tokens
+        decisions["max_num_seqs"] = Decision(
+            value=seqs, by="vllm-default", reason="capped at max_num_batched_tokens"
+        )
+    return seqs, tokens
+
+
+def wide_ep_settings(
+    resolved: Resolved, tp: int, dp: int, expert_parallel: bool, pick: Any
+) -> dict[str, Any]:
+    """The wide-EP / context-parallel settings, checked against the release (facts/wide_ep.py)."""
+    from ..facts.wide_ep import facts as wide_ep_facts
+
+    par, model, v = resolved.profile.parallelism, resolved.model, resolved.vllm.version
+    f = wide_ep_facts(v)
+    where = ("parallelism",)
+    if par.all2all_backend != "auto":
+        if par.all2all_backend not in f.backends:
+            raise SettingsError(
+                (*where, "all2all_backend"),
+                f"vLLM {v} has no all-to-all backend {par.all2all_backend!r}; it accepts "
+                + ", ".join(f.backends)
+                + " (choose one of them, or a release that has it)",
+            )
+        if not expert_parallel:
+            raise SettingsError(
+                (*where, "all2all_backend"),
+                "all2all_backend is used only with expert parallelism: set parallelism.enable_expert_parallel: true",
+            )
+    backend = None
+    if expert_parallel and model.is_moe:
+        backend = pick(
+            "all2all_backend",
+            par.all2all_backend,
+            f.default_backend,
+            f"vLLM {v} default ({'--all2all-backend' if f.backend_form == 'flag' else 'VLLM_ALL2ALL_BACKEND'})",
+        )
+    if par.enable_eplb and not f.has_eplb:
+        raise SettingsError(
+            (*where, "enable_eplb"),
+            f"vLLM {v} has no --enable-eplb (EPLB arrived in 0.9.2): use a newer release",
+        )
+    if par.enable_eplb and not expert_parallel:
+        raise SettingsError(
+            (*where, "enable_eplb"), "EPLB balances experts over EP ranks: set enable_expert_parallel: true"
+        )
+    if par.num_redundant_experts and not par.enable_eplb:
+        raise SettingsError(
+            (*where, "num_redundant_experts"), "redundant experts are placed by EPLB: set enable_eplb: true"
+        )
+    dcp, pcp = par.decode_context_parallel_size, par.prefill_context_parallel_size
+    if dcp > 1 and not f.has_dcp:
+        raise SettingsError(
+            (*where, "decode_context_parallel_size"),
+            f"vLLM {v} has no --decode-context-parallel-size (from 0.10.2): use a newer release or leave it at 1",
+        )
+    if dcp > 1 and tp % dcp:
+        raise SettingsError(
+            (*where, "decode_context_parallel_size"),
+            f"decode_context_parallel_size {dcp} must divide tensor_parallel_size {tp} (vLLM shards the KV "
+            f"tokens over the TP ranks): use one of "
+            + ", ".join(str(d) for d in range(1, tp + 1) if tp % d == 0),
+        )
+    if pcp > 1 and not f.has_pcp:
+        raise SettingsError(
+            (*where, "prefill_context_parallel_size"),
+            f"vLLM {v} has no --prefill-context-parallel-size (from 0.12.0): use a newer release or leave it at 1",
+        )
+    local = par.data_parallel_size_local
+    if local is not None and (dp % local or local > dp):
+        raise SettingsError(
+            (*where, "data_parallel_size_local"),
+            f"data_parallel_size_local {local} must divide data_parallel_size {dp}",
+        )
+    # Recorded as the user's decisions only where the profile moves them off vLLM's defaults.
+    for name, value, default in (
+        ("enable_eplb", par.enable_eplb, False),
+        ("num_redundant_experts", par.num_redundant_experts, 0),
+        ("decode_context_parallel_size", dcp, 1),
+        ("prefill_context_parallel_size", pcp, 1),
+        ("data_parallel_size_local", local, None),
+    ):
+        if value != default:
+            pick(name, value, default, "")
+    return {
+        "all2all_backend": backend,
+        "data_parallel_size_local": local,
+        "enable_eplb": par.enable_eplb,
+        "num_redundant_experts": par.num_redundant_experts,
+        "decode_context_parallel_size": dcp,
+        "prefill_context_parallel_size": pcp,
+    }
 
 
 def with_capture_sizes(engine: EngineConfig, resolved: Resolved) -> EngineConfig:

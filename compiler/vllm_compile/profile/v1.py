@@ -115,11 +115,48 @@ class HardwareSpec(_Section):
     )
 
 
+# MoE all-to-all backends any release accepts (`--all2all-backend` choices, or VLLM_ALL2ALL_BACKEND in
+# vllm/envs.py before 0.11.1); which a release takes is checked against its own list (facts/wide_ep.py).
+All2AllBackend = Literal[
+    "naive", "allgather_reducescatter", "pplx", "deepep_high_throughput", "deepep_low_latency",
+    "deepep_v2", "flashinfer_all2allv", "flashinfer_nvlink_one_sided", "flashinfer_nvlink_two_sided",
+    "mori", "mori_high_throughput", "mori_low_latency", "nixl_ep", "moonep",
+]  # fmt: skip
+
+
 class ParallelismSpec(_Section):
     tensor_parallel_size: GpuCount | Auto = "auto"
     pipeline_parallel_size: GpuCount | Auto = "auto"
     data_parallel_size: GpuCount | Auto = "auto"
     enable_expert_parallel: bool | Auto = "auto"
+    all2all_backend: All2AllBackend | Auto = Field(
+        "auto",
+        description="MoE all-to-all with expert parallelism (vLLM --all2all-backend, or VLLM_ALL2ALL_BACKEND "
+        "before 0.11.1); `auto` = the release's default. DeepEP/pplx buffers are planned per GPU.",
+    )
+    data_parallel_size_local: GpuCount | None = Field(
+        None,
+        description="DP ranks on each node (vLLM --data-parallel-size-local); default: a node's GPUs / (TP x PP).",
+    )
+    enable_eplb: bool = Field(
+        False, description="Expert-parallel load balancing (vLLM --enable-eplb); needs expert parallelism."
+    )
+    num_redundant_experts: int = Field(
+        0,
+        ge=0,
+        le=4096,  # 16 x the 256 routed experts of DeepSeek-V3, the widest open MoE
+        description="Extra expert replicas over all EP ranks with EPLB (vLLM eplb_config.num_redundant_experts).",
+    )
+    decode_context_parallel_size: GpuCount = Field(
+        1,
+        le=64,
+        description="Decode context parallel (vLLM -dcp): shards KV tokens over the TP ranks; KV capacity x dcp.",
+    )
+    prefill_context_parallel_size: GpuCount = Field(
+        1,
+        le=64,
+        description="Prefill context parallel (vLLM -pcp, from 0.12.0); multiplies the GPUs per engine.",
+    )
 
 
 class SloSpec(_Section):
