@@ -50,7 +50,16 @@ def step_model(
         graph_max = max(engine.cudagraph_capture_sizes)
     else:
         graph_max = engine.max_cudagraph_capture_size or resolved.vllm.max_cudagraph_capture_size
-    sm = pm.StepModel(shape=shape, hw=hw, tp=tp, pp=pp, eager=engine.enforce_eager, graph_max_batch=graph_max)
+    sm = pm.StepModel(
+        shape=shape,
+        hw=hw,
+        tp=tp,
+        pp=pp,
+        eager=engine.enforce_eager,
+        graph_max_batch=graph_max,
+        # vllm/config/vllm.py turns it on unless an incompatible option is set (pipeline parallelism).
+        async_scheduling=resolved.vllm.async_scheduling and pp == 1,
+    )
     from .speculative import acceptance_rate, serving_step
 
     # Speculative decoding and LoRA change the step (passes/speculative.py, passes/lora.py).

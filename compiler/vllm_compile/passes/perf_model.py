@@ -28,7 +28,7 @@ from ..facts.weights import dtype_bytes
 BW_EFF = 0.70
 # ROCm builds of vLLM reach a smaller share of MI300-class HBM (the AMD entries of the calibration set,
 # TP 1 and TP 8, dense and MoE, land near 0.5; microbenchmarks reach ~0.8 of 5.3 TB/s on MI300X).
-BW_EFF_VENDOR = {"nvidia": BW_EFF, "amd": 0.50}
+BW_EFF_AMD = 0.50
 # Achieved share of dense tensor-core peak in prefill / large-batch GEMMs (MFU). vLLM prefill MFU
 # is typically 40-60% in steady GEMMs; chunked steps and small prompts lower it, and the controlled
 # TTFT and long-prompt entries sit near 0.4.
@@ -39,6 +39,15 @@ COMPUTE_EFF = 0.40
 # about 70% and 65%: roughly 0.6 of the share NVIDIA parts reach. A hardware ratio, not fitted on our
 # entries; CDNA4 (MI355X, gfx950) is not covered by that measurement and keeps the common efficiency.
 COMPUTE_EFF_CDNA3_RATIO = 0.6
+# Prefill attention runs in its own kernel (FlashAttention / FlashInfer over the paged KV), whose share
+# of the 16-bit tensor peak is set by the kernel generation and grows with the keys each query sees
+# (short contexts leave tiles and SMs idle). Long-context forward rates: FlashAttention-2 reaches up to
+# ~70% of A100 peak (Dao 2023, "FlashAttention-2", forward, head dim 128); FlashAttention-3 ~75% of H100
+# FP16 peak (Shah et al. 2024, 740 TFLOP/s); Blackwell's FlashInfer/TRT-LLM kernels are taken as
+# FA3's (no published figure). The half-rate context: those papers' causal forward curves are at about
+# two thirds of their long-sequence rate at 512 keys, i.e. L/(L + 256).
+ATTN_EFF_MAX = {8: 0.70, 9: 0.75, 10: 0.75, 12: 0.70}
+ATTN_CTX_HALF = 256.0
 # Per-request latency outside the engine steps, paid once before the first token: the API server's
 # HTTP handling, chat templating and tokenisation, the hand-off to the engine core process and the
 # first streamed chunk. The controlled single-request TTFTs sit 10-40 ms above their prefill time.
@@ -52,6 +61,10 @@ STEP_OVERHEAD_S = 1.5e-3
 # every sequence every step (vLLM blog "vLLM V1", 2025-01: CPU overhead was V0's bottleneck). The
 # V0 value comes from the V0-era large-batch throughput entries (0.5-0.7), V1's from the V1 ones.
 HOST_PER_SEQ_S = {"V0": 250e-6, "V1": 15e-6}
+# With async scheduling the host work overlaps the GPU step; one device-to-host copy of the sampled
+# token ids and the event wait remain on the critical path (~0.1-0.2 ms, an assumption: a CUDA event
+# sync plus a small copy are tens of microseconds each; not calibrated).
+ASYNC_RESIDUAL_S = 0.15e-3
 # Minimum GPU time per decoder layer per step even when its kernels move few bytes: ~10 kernels of a
 # few microseconds each (norms, rotary, attention, activation). An MoE layer adds routing, top-k,
 # token permute/unpermute and the grouped GEMMs (~15 more kernels).
@@ -114,6 +127,7 @@ class ModelShape:
     expert_bytes: float  # routed experts: a step reads only the experts its tokens touch
     active_params: float  # multiply-accumulates per token (x2 = FLOPs), embedding lookup excluded
     active_expert_params: float  # the routed-expert part of active_params
+    lm_head_params: float  # the lm_head part of active_params: computed only for the sampled rows
     num_experts: int
     experts_per_tok: int
     num_layers: int
@@ -193,6 +207,7 @@ def model_shape(
         expert_bytes=experts * qb,
         active_params=active,
         active_expert_params=experts * k / e if e else 0.0,
+        lm_head_params=head_elems,
         num_experts=e,
         experts_per_tok=k,
         num_layers=model.num_hidden_layers,
@@ -225,7 +240,8 @@ class Hardware:
     allreduce_lat: float
     p2p_lat: float
     p2p_bw: float
-    compute_eff: float = COMPUTE_EFF  # achieved share of tensor peak in GEMMs and attention
+    compute_eff: float = COMPUTE_EFF  # achieved share of tensor peak in GEMMs
+    attn_eff: float = COMPUTE_EFF  # long-context share of the 16-bit peak in prefill attention
 
 
 def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node_pp: bool) -> Hardware:
@@ -238,6 +254,8 @@ def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node
     else:
         peak = gpu.bf16_tflops
     pcie = PCIE_GBPS.get(gpu.pcie_gen, 32.0) * 1e9
+    # ROCm attention has no published long-context rate to take: it keeps the GEMM efficiency.
+    cdna3 = COMPUTE_EFF_CDNA3_RATIO if gpu.vendor == "amd" and gpu.sm == (9, 4) else 1.0
     if gpu.nvlink_gbps:
         link, lat = gpu.nvlink_gbps / 2 * 1e9, ALLREDUCE_LAT_NVLINK_S
     else:
@@ -248,15 +266,15 @@ def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node
         p2p_lat, p2p_bw = P2P_LAT_NODE_S, link
     return Hardware(
         bw=gpu.memory_bandwidth_gbps * 1e9,
-        bw_eff=BW_EFF_VENDOR.get(gpu.vendor, BW_EFF),
+        bw_eff=BW_EFF_AMD if gpu.vendor == "amd" else BW_EFF,
         peak=peak * 1e12,
         peak16=(gpu.fp16_tflops if dtype == "float16" else gpu.bf16_tflops) * 1e12,
         link_bw=link,
         allreduce_lat=lat,
         p2p_lat=p2p_lat,
         p2p_bw=p2p_bw,
-        compute_eff=COMPUTE_EFF
-        * (COMPUTE_EFF_CDNA3_RATIO if gpu.vendor == "amd" and gpu.sm == (9, 4) else 1.0),
+        compute_eff=COMPUTE_EFF * cdna3,
+        attn_eff=(COMPUTE_EFF if gpu.vendor == "amd" else ATTN_EFF_MAX.get(gpu.sm[0], COMPUTE_EFF)) * cdna3,
     )
 
 
@@ -275,6 +293,7 @@ class StepModel:
     # Captured sizes, ascending; a step replaying a graph computes its tokens padded up to the next
     # captured size (vLLM pads the batch to the graph's size). Empty: padding not modelled.
     graph_sizes: tuple[int, ...] = ()
+    async_scheduling: bool = False  # host work of the next step overlaps this one (the release's default)
 
     def padded(self, tokens: float) -> float:
         """Tokens a graph replay computes for a step of `tokens` (itself when no graph serves it)."""
@@ -300,10 +319,29 @@ class StepModel:
         tokens = d_mb + p_mb
         if tokens <= 0:
             return 0.0
-        # Bytes one rank reads for the whole model (every stage in turn).
-        frac = touched_expert_fraction(s.num_experts, s.experts_per_tok, tokens)
-        # Routed experts go through the fused-MoE kernels, which reach a smaller share of the roofline.
-        weights = (s.body_bytes + s.lm_head_bytes + s.expert_bytes * frac / MOE_EFF) / tp
+        # Each operator is its own roofline (max of its bytes over bandwidth and its FLOPs over peak) and
+        # the step is their sum, as aiconfigurator sums per-operator times: in a mixed step the dense
+        # GEMMs can be compute-bound while the expert reads or the decoders' KV reads are memory-bound,
+        # which one max over the whole step hides.
+        bw = self.hw.bw_eff * self.hw.bw
+        ceff = self.hw.compute_eff
+        n_tok = self.padded(decode + prefill) / pp if self.graph_sizes else tokens
+        # Logits are computed only at the rows the sampler reads, one per scheduled request
+        # (vllm/v1/worker/gpu_model_runner.py: logits_indices; hidden_states[logits_indices] is what
+        # compute_logits sees), never for every prompt token of a prefill chunk.
+        rows = min(d_mb + (1.0 if p_mb else 0.0), tokens)
+        dense_flops = 2 * (s.active_params - s.active_expert_params - s.lm_head_params) * n_tok
+        dense_flops += 2 * s.lm_head_params * rows
+        t_dense = max((s.body_bytes + s.lm_head_bytes) / tp / bw, dense_flops / tp / (ceff * self.hw.peak))
+        # Routed experts: a step reads only the experts its tokens touch, through the fused-MoE kernels
+        # (a smaller share of the roofline, MOE_EFF); their FLOPs are the active experts' per token.
+        t_exp = 0.0
+        if s.num_experts:
+            frac = touched_expert_fraction(s.num_experts, s.experts_per_tok, tokens)
+            t_exp = max(
+                s.expert_bytes * frac / tp / (MOE_EFF * bw),
+                2 * s.active_expert_params * n_tok / tp / (ceff * self.hw.peak),
+            )
         # Attention reads each context token's KV once per step: the decoders' contexts, and for a
         # prefill chunk the prompt so far (flash attention tiles queries over one pass of the keys).
         pf_ctx = prefill_ctx + p_mb / 2 if p_mb else 0.0
@@ -311,14 +349,19 @@ class StepModel:
         per_req_ctx = ctx_mb / d_mb if d_mb else 0.0
         kv_tokens_win = d_mb * min(per_req_ctx, s.window) + min(pf_ctx, s.window)
         kv = kv_tokens_full * s.kv_bytes_full + kv_tokens_win * s.kv_bytes_window
-        t_mem = (weights + kv) / (self.hw.bw_eff * self.hw.bw)
-        # FLOPs one rank does: 2 x active params per token, attention 4 x attn_dim per (query, key).
-        # Attention runs in 16 bit whatever the weights are (FlashAttention/FlashInfer on bf16 Q/K/V).
-        attn_keys = ctx_mb + p_mb * prefill_ctx
-        gemm = 2 * s.active_params * (self.padded(decode + prefill) / pp if self.graph_sizes else tokens) / tp
-        attn = 4 * s.attn_dim * s.num_layers * attn_keys / max(1.0, min(tp, s.attn_dim))
-        t_cmp = gemm / (self.hw.compute_eff * self.hw.peak) + attn / (self.hw.compute_eff * self.hw.peak16)
-        t = max(t_mem, t_cmp)
+        # FLOPs: 4 x attn_dim per (query, key); attention runs in 16 bit whatever the weights are
+        # (FlashAttention/FlashInfer on bf16 Q/K/V).
+        heads_tp = max(1.0, min(tp, s.attn_dim))
+        dec_flops = 4 * s.attn_dim * s.num_layers * ctx_mb / heads_tp
+        pf_flops = 4 * s.attn_dim * s.num_layers * p_mb * prefill_ctx / heads_tp
+        # Decode attention is a KV read (memory-bound); the chunk's attention runs at the prefill
+        # kernel's rate for its mean context.
+        pf_eff = self.hw.attn_eff * prefill_ctx / (prefill_ctx + ATTN_CTX_HALF) if p_mb else 1.0
+        t_attn = max(
+            kv / bw,
+            dec_flops / (ceff * self.hw.peak16) + (pf_flops / (pf_eff * self.hw.peak16) if pf_flops else 0.0),
+        )
+        t = t_dense + t_exp + t_attn
         if tp > 1:
             # Two all-reduces per layer (attention out, MLP out), ring: 2(tp-1)/tp of the message.
             msg = tokens * s.hidden * self.act_bytes
@@ -331,7 +374,14 @@ class StepModel:
         eager = self.eager or decode + prefill > self.graph_max_batch
         host = STEP_OVERHEAD_S + HOST_PER_SEQ_S[self.engine] * (decode + (1 if prefill else 0))
         floor = s.num_layers * LAYER_FLOOR_S + s.num_moe_layers * MOE_LAYER_FLOOR_S
-        return t + floor + host + (EAGER_PER_LAYER_S * s.num_layers if eager else 0.0)
+        gpu = t + floor + (EAGER_PER_LAYER_S * s.num_layers if eager else 0.0)
+        if self.async_scheduling:
+            # Async scheduling (vllm/v1/engine/core.py step_with_batch_queue, the default from the release
+            # that enabled it; facts/vllm_versions.json): the scheduler and input preparation of step n+1
+            # run while step n is on the GPU, so the host time hides behind the GPU time; what is left is
+            # the sampled-token hand-off (ASYNC_RESIDUAL_S).
+            return max(gpu, host) + ASYNC_RESIDUAL_S
+        return gpu + host
 
     def prefill_time(self, tokens: float, budget: float) -> float:
         """Seconds to prefill one prompt alone, in chunks of at most `budget` tokens."""
