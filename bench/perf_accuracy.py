@@ -262,7 +262,9 @@ def _med_n(rows: list[dict[str, Any]], key: str, sel) -> str:
     return f"{statistics.median(xs) * 100:.0f}% ({len(xs)})" if xs else "-"
 
 
-def collect(entries: list[dict[str, Any]], include_all: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+def collect(
+    entries: list[dict[str, Any]], include_all: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Replay the entries (controlled ones unless `include_all`) and attach each metric's relative error."""
     rows, skipped = [], []
     for o in entries:
@@ -322,7 +324,9 @@ def fit_report(entries: list[dict[str, Any]], cv: bool) -> int:
     values = perf_fit.fit(collect, scoped)
     print(f"fitted on {len(scoped)} in-scope controlled entries (loss: sum of |log(pred/obs)|):")
     for k in perf_fit.FITTED:
-        print(f"  {k:26} prior {perf_fit.PRIOR[k][0]:<8g} fitted {values[k]:.4g}   (in code now: {getattr(pm, k):g})")
+        print(
+            f"  {k:26} prior {perf_fit.PRIOR[k][0]:<8g} fitted {values[k]:.4g}   (in code now: {getattr(pm, k):g})"
+        )
     if not cv:
         return 0
     for title, key in (
@@ -349,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     ap.add_argument(
-        "--fit", action="store_true", help="fit the model's named efficiencies on the in-scope entries and print them"
+        "--fit",
+        action="store_true",
+        help="fit the model's named efficiencies on the in-scope entries and print them",
     )
     ap.add_argument(
         "--cv",

@@ -73,7 +73,9 @@ class Constants:
             setattr(pm, k, v)
 
 
-def evaluate(collect: Callable, entries: list[dict[str, Any]], values: dict[str, float]) -> list[dict[str, Any]]:
+def evaluate(
+    collect: Callable, entries: list[dict[str, Any]], values: dict[str, float]
+) -> list[dict[str, Any]]:
     with Constants(values):
         rows, _ = collect(entries)
     return rows

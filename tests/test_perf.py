@@ -102,7 +102,10 @@ def test_prefill_floor_is_flops_over_peak() -> None:
 def test_lm_head_is_computed_for_sampled_rows_only() -> None:
     # A 4x larger (untied) vocabulary adds lm_head FLOPs for one row per request, not per prompt token:
     # a long prefill barely notices it, a decode step reads the larger head every step.
-    small, big = sm_for(dense(vocab=32000)), sm_for(dense(vocab=128000, params=7_000_000_000 + 2 * 96000 * 4096))
+    small, big = (
+        sm_for(dense(vocab=32000)),
+        sm_for(dense(vocab=128000, params=7_000_000_000 + 2 * 96000 * 4096)),
+    )
     pf_gap = big.prefill_time(8192, 8192) - small.prefill_time(8192, 8192)
     assert pf_gap < 0.01 * small.prefill_time(8192, 8192)
     dec_gap = big.step_time(1, 1000) - small.step_time(1, 1000)
@@ -116,8 +119,12 @@ def test_operators_are_separate_rooflines() -> None:
     s = sm.shape
     tokens = 512
     t = sm.step_time(0, 0, tokens, tokens / 2) - fixed_costs(sm, 1)
-    dense_flops = 2 * (s.active_params - s.active_expert_params - s.lm_head_params) * tokens + 2 * s.lm_head_params
-    expert_read = s.expert_bytes * pm.touched_expert_fraction(8, 2, tokens) / (pm.MOE_EFF * pm.BW_EFF * 2000e9)
+    dense_flops = (
+        2 * (s.active_params - s.active_expert_params - s.lm_head_params) * tokens + 2 * s.lm_head_params
+    )
+    expert_read = (
+        s.expert_bytes * pm.touched_expert_fraction(8, 2, tokens) / (pm.MOE_EFF * pm.BW_EFF * 2000e9)
+    )
     assert t >= dense_flops / (pm.COMPUTE_EFF * 1000e12) + expert_read
 
 

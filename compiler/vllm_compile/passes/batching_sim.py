@@ -223,7 +223,9 @@ def simulate(
             finish(i)
 
     kept = [reqs[i] for i in done[warmup:]] or [reqs[i] for i in done]
-    ttft = [r.first_token - r.arrival + perf_model.REQUEST_OVERHEAD_S for r in kept if r.first_token is not None]
+    ttft = [
+        r.first_token - r.arrival + perf_model.REQUEST_OVERHEAD_S for r in kept if r.first_token is not None
+    ]
     tpot = [
         (r.finish - r.first_token) / (r.gen - 1)
         for r in kept
