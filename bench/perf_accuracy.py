@@ -3,7 +3,9 @@
 Reads ../shared/calibration/perf_observations.yaml (beside the repo) and the model configs in
 ../shared/reference/models, replays every `controlled` entry through the same step model and batching
 simulator the planner uses, and prints per-entry errors and a summary (median absolute error per
-metric). A script, not a test: `python bench/perf_accuracy.py [--all] [--json]`.
+metric), then the same per GPU family and per vLLM release. A script, not a test:
+`python bench/perf_accuracy.py [--all] [--json] [--fit] [--cv]` (--fit refits the model's named
+constants, --cv predicts each GPU family and each source with constants fitted without it: bench/perf_fit.py).
 
 How each benchmark kind is replayed:
 - serving, request_rate inf, no client cap: all prompts at t=0 (a burst); with max_concurrency: the
@@ -119,7 +121,11 @@ def replay(o: dict[str, Any]) -> dict[str, Any] | None:
     dtype = "bfloat16" if model.dtype in ("bfloat16", "float32") else model.dtype
     method = quant or (model.quantization.method if model.quantization else None)
     shape = pm.model_shape(model, dtype=dtype, quantization=method, kv_cache_dtype=kv_dtype, tp=tp)
-    hw = pm.hardware(gpu, dtype=dtype, fp8_compute=shape.fp8_compute, tp=tp, multi_node_pp=False)
+    text = f"{(o.get('observed') or {}).get('notes') or ''} {o.get('evidence') or ''}"
+    aiter = "VLLM_ROCM_USE_AITER=1" in text  # vllm/envs.py: off unless set
+    hw = pm.hardware(
+        gpu, dtype=dtype, fp8_compute=shape.fp8_compute, tp=tp, multi_node_pp=False, rocm_aiter=aiter
+    )
     engine = "V0" if _version(o.get("vllm_version")) < (0, 8) else "V1"
     # Async scheduling: on by default from 0.14 (facts/vllm_versions.json), or where the entry says so.
     notes_all = f"{(o.get('observed') or {}).get('notes') or ''} {o.get('benchmark') or ''}"
@@ -342,7 +348,10 @@ def fit_report(entries: list[dict[str, Any]], cv: bool) -> int:
         for name in sorted({r["fold"] for r in held}):
             g = [r for r in held if r["fold"] == name]
             cells = [_med_n(g, k, sel) for _, k, sel, _ in METRICS]
-            print(f"  {name[:28]:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
+            fitted = " ".join(f"{v:.3g}" for v in g[0]["fold_values"].values())
+            print(
+                f"  {name[:28]:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}   fitted without it: {fitted}"
+            )
     return 0
 
 
@@ -408,16 +417,27 @@ def main(argv: list[str] | None = None) -> int:
     ttft_all = [r["ttft_err"] for r in scope if r["ttft_err"] is not None and r["concurrency"] <= 4]
     print(f"  TTFT, conc <= 4, incl. cache-caveat entries: {_stats_list(ttft_all)}")
     for title, keyf in (("GPU family", lambda r: r["family"]), ("vLLM release", lambda r: r["release"])):
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for r in ctrl:
-            groups.setdefault(keyf(r), []).append(r)
-        print()
-        print(f"by {title} (controlled entries; median abs. error, n):")
-        print(f"  {title:28} {'ITL/TPOT':>16} {'throughput':>16} {'TTFT conc<=4':>16}")
-        for name in sorted(groups):
-            g = groups[name]
-            cells = [_med_n(g, key, sel) for _, key, sel, _ in METRICS]
-            print(f"  {name:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
+        for label, picked in (
+            ("in-scope controlled entries", scope),
+            ("controlled entries of older releases (not in the summary)", ctrl),
+        ):
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for r in picked:
+                if picked is scope or not r["in_scope"]:
+                    groups.setdefault(keyf(r), []).append(r)
+            if not groups:
+                continue
+            print()
+            print(f"by {title}, {label}; median abs. error (n):")
+            print(f"  {title:28} {'ITL/TPOT':>16} {'throughput':>16} {'TTFT conc<=4':>16}")
+            for name in sorted(groups):
+                g = groups[name]
+                cells = [_med_n(g, key, sel) for _, key, sel, _ in METRICS]
+                print(f"  {name:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
+    print()
+    print(
+        "held-out check (constants refitted without each GPU family / source): python bench/perf_accuracy.py --cv"
+    )
     print(f"  skipped (model or GPU not in the reference set, or lengths unstated): {len(skipped)}")
     for s in skipped:
         print(f"    {s}")

@@ -247,3 +247,21 @@ def test_request_rate_workload_is_simulated_and_sized() -> None:
     assert p.replicas is not None and p.replicas >= 2
     assert any("discrete-event simulation" in a for a in p.assumptions)
     assert p.request_rps.value == pytest.approx(60 / p.replicas, rel=0.15)
+
+
+def test_fp4_gemms_run_at_twice_fp8_on_blackwell_only() -> None:
+    blackwell = GPU.model_copy(update={"compute_capability": "10.0"})
+    args = {"dtype": "bfloat16", "fp8_compute": False, "tp": 1, "multi_node_pp": False, "fp4_compute": True}
+    assert pm.hardware(blackwell, **args).peak == pytest.approx(2 * 2000e12)  # NVFP4 W4A4 tensor cores
+    assert pm.hardware(GPU, **args).peak == pytest.approx(1000e12)  # Hopper: W4A16, the 16-bit rate
+
+
+def test_rocm_without_aiter_uses_its_fitted_kernel_shares() -> None:
+    amd = GPU.model_copy(update={"vendor": "amd", "compute_capability": "9.4"})
+    args = {"dtype": "bfloat16", "fp8_compute": False, "tp": 1, "multi_node_pp": False}
+    default, aiter = pm.hardware(amd, **args), pm.hardware(amd, **args, rocm_aiter=True)
+    assert default.bw_eff == aiter.bw_eff == pm.BW_EFF_AMD
+    assert default.compute_eff == pytest.approx(pm.COMPUTE_EFF * pm.ROCM_GEMM_RATIO)
+    assert default.attn_eff == pm.ROCM_ATTN_EFF
+    assert default.moe_eff == pytest.approx(pm.MOE_EFF * pm.ROCM_GEMM_RATIO)
+    assert aiter.compute_eff == pm.COMPUTE_EFF and aiter.moe_eff == pm.MOE_EFF

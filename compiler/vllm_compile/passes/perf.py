@@ -42,7 +42,14 @@ def step_model(
     )
     per_node = resolved.profile.hardware.gpus_per_node or gpu.gpus_per_node
     hw = pm.hardware(
-        gpu, dtype=engine.dtype, fp8_compute=shape.fp8_compute, tp=tp, multi_node_pp=tp * pp > per_node
+        gpu,
+        dtype=engine.dtype,
+        fp8_compute=shape.fp8_compute,
+        tp=tp,
+        multi_node_pp=tp * pp > per_node,
+        fp4_compute=shape.fp4_compute,
+        # vllm/envs.py: VLLM_ROCM_USE_AITER is off unless set to 1/true.
+        rocm_aiter=str(resolved.profile.deploy.env.get("VLLM_ROCM_USE_AITER", "")).lower() in ("1", "true"),
     )
     if engine.enforce_eager:
         graph_max = 0

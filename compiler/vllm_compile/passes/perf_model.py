@@ -22,6 +22,11 @@ from ..facts.model_facts import ModelFacts
 from ..facts.weights import dtype_bytes
 
 # --- calibrated efficiencies (bench/perf_accuracy.py over the controlled entries) -------------------
+# Four constants are fitted (FITTED; bench/perf_fit.py: L1 on log error over the 22 in-scope controlled
+# entries, vLLM >= 0.8.5, with a factor-4 prior around the value each had before). Their held-out check,
+# `python bench/perf_accuracy.py --cv` (each GPU family / each source predicted by constants fitted
+# without it): TPOT median 4% (n=5), throughput 10% (n=16), TTFT 29% (n=3) leaving one family out.
+# The rest are physical priors or published figures, named where they are set.
 # Achieved share of peak HBM bandwidth in decode (weight GEMV + paged attention). Microbenchmarks of
 # H100/A100 reach ~0.8-0.9 of datasheet bandwidth on streaming reads; vLLM decode steps land lower
 # (many small kernels): the controlled single-request TPOTs put it near 0.7.
@@ -33,12 +38,18 @@ BW_EFF_AMD = 0.50
 # is typically 40-60% in steady GEMMs; chunked steps and small prompts lower it, and the controlled
 # TTFT and long-prompt entries sit near 0.4.
 COMPUTE_EFF = 0.40
-# MI300-class (CDNA3, gfx942) GEMMs reach a smaller share of their datasheet peak than Hopper's: in
-# SemiAnalysis' MI300X vs H100/H200 GEMM sweeps (Dec 2024, "MI300X vs H100 vs H200 Benchmark Part 1")
-# MI300X sustained about 45-50% of its dense BF16 peak and under 40% of its FP8 peak where H100 sustained
-# about 70% and 65%: roughly 0.6 of the share NVIDIA parts reach. A hardware ratio, not fitted on our
-# entries; CDNA4 (MI355X, gfx950) is not covered by that measurement and keeps the common efficiency.
-COMPUTE_EFF_CDNA3_RATIO = 0.6
+# ROCm GEMMs without AITER (hipBLASLt for dense layers, vLLM's Triton fused-MoE for experts) reach a
+# smaller share of the datasheet peak than CUDA's. The earlier figure (0.6, attributed to SemiAnalysis'
+# Dec 2024 MI300X GEMM sweeps) could not be checked against the source; a secondary summary of
+# independent measurements (aiweekly.co, "AMD MI300X hits only 45% of peak FLOPs in practice") agrees
+# in direction. Fitted instead: 0.48, on the MI300X entries (vLLM PR 17530 Qwen3-30B-A3B FP8 prefill-heavy
+# runs, AITER off, and AMD's 0.10.2 latency table; 6 entries); leaving MI300X out the fit has no ROCm
+# entry to move it and MI300X throughput is then off by 14% median. It also scales the fused-MoE share
+# (the Triton fused-MoE kernel is vLLM's default on ROCm too).
+# With VLLM_ROCM_USE_AITER=1 vLLM switches to AMD's tuned AITER kernels (GEMM, fused MoE, attention):
+# those keep the common efficiencies (an assumption, no published rates; the MI355X AITER entry, not
+# sensitive to the fitted ROCm constants, is within 13% TPOT / 12% throughput).
+ROCM_GEMM_RATIO = 0.48
 # Prefill attention runs in its own kernel (FlashAttention / FlashInfer over the paged KV), whose share
 # of the 16-bit tensor peak is set by the kernel generation and grows with the keys each query sees
 # (short contexts leave tiles and SMs idle). Long-context forward rates: FlashAttention-2 reaches up to
@@ -48,10 +59,16 @@ COMPUTE_EFF_CDNA3_RATIO = 0.6
 # two thirds of their long-sequence rate at 512 keys, i.e. L/(L + 256).
 ATTN_EFF_MAX = {8: 0.70, 9: 0.75, 10: 0.75, 12: 0.70}
 ATTN_CTX_HALF = 256.0
+# ROCm builds run prefill attention through vLLM's own Triton kernels unless AITER is switched on
+# (vllm/v1/attention/backends/rocm_attn.py -> ops/chunked_prefill_paged_decode.py, the prefix_prefill
+# kernel): no published rate, so its long-context share of the bf16 peak is fitted: 0.14 on the three
+# PR 17530 entries (1k/5k/10k-token prompts separate it from the GEMM ratio), ~180 TFLOP/s on MI300X.
+ROCM_ATTN_EFF = 0.14
 # Per-request latency outside the engine steps, paid once before the first token: the API server's
 # HTTP handling, chat templating and tokenisation, the hand-off to the engine core process and the
-# first streamed chunk. The controlled single-request TTFTs sit 10-40 ms above their prefill time.
-REQUEST_OVERHEAD_S = 20e-3
+# first streamed chunk. Fitted: 30 ms on the three single-request TTFTs without cache hits (one
+# harness, gpt-oss-20b on H100 PCIe / H200 / B200); held out one GPU at a time it lands at 19-32 ms.
+REQUEST_OVERHEAD_S = 30e-3
 # Per-step host overhead with CUDA graphs: scheduling, input preparation, sampling, detokenize and
 # the output path of vLLM V1. Controlled single-request TPOTs of small models (where weights take
 # ~1-3 ms) leave ~2 ms per step.
@@ -71,10 +88,11 @@ ASYNC_RESIDUAL_S = 0.15e-3
 LAYER_FLOOR_S = 20e-6
 # Share of the dense bandwidth roofline the fused-MoE kernels reach when reading expert weights
 # (vllm/model_executor/layers/fused_moe: a grouped GEMM over experts with few tokens each; vLLM PRs
-# #3692/#4002 gained 1.3-2x just by tuning its tiles). The MoE entries of the calibration set
-# (DeepSeek-R1, Qwen3-30B-A3B, gpt-oss-20b; 12 entries) sit near 0.5. Prefill GEMMs with many
-# tokens per expert are compute-bound and keep the dense efficiency.
-MOE_EFF = 0.5
+# #3692/#4002 gained 1.3-2x just by tuning its tiles). Fitted: 0.63 on the in-scope MoE entries
+# (gpt-oss-20b on H100 PCIe / H200 / B200, Qwen3-30B-A3B on MI300X; 8 entries); left-out fits range
+# 0.43-0.88 (B200's batch-16 decode wants it low, H100 PCIe's high: one number cannot serve both).
+# Prefill GEMMs with many tokens per expert are compute-bound and keep the dense efficiency.
+MOE_EFF = 0.63
 MOE_LAYER_FLOOR_S = 60e-6
 # Extra host time per decoder layer per step when running eager (no CUDA graphs): ~10 kernel launches
 # at ~5 us each (CUDA launch latency, NVIDIA CUDA C++ Best Practices Guide) - the cost graphs remove.
@@ -112,6 +130,12 @@ _QUANT_BYTES: dict[str, float] = {
 }
 # Methods whose GEMMs run in FP8 on tensor cores that have FP8 (W8A8); the rest dequantise to 16 bit.
 _FP8_COMPUTE = {"fp8", "fbgemm_fp8", "modelopt", "ptpc_fp8"}
+# NVFP4 checkpoints (ModelOpt W4A4) run their GEMMs on Blackwell's FP4 tensor cores (CUTLASS / FlashInfer
+# FP4 GEMMs, vllm/model_executor/layers/quantization/modelopt.py), at twice the FP8 rate (NVIDIA
+# Blackwell datasheet: B200 9 PFLOPS dense FP4 vs 4.5 FP8). MXFP4 checkpoints (gpt-oss) keep 16-bit
+# activations by default (W4A16: dequantised in the MoE kernel), so they compute at the 16-bit rate.
+_FP4_COMPUTE = {"modelopt_fp4"}
+FP4_OVER_FP8 = 2.0
 
 
 def kv_elem_bytes(kv_cache_dtype: str, dtype: str) -> float:
@@ -138,6 +162,7 @@ class ModelShape:
     kv_bytes_window: float  # same for sliding/chunked layers
     window: int  # their window (tokens)
     fp8_compute: bool
+    fp4_compute: bool
     weight_bytes: float  # all weights (one replica, all ranks)
 
 
@@ -218,6 +243,7 @@ def model_shape(
         kv_bytes_window=win,
         window=window,
         fp8_compute=method in _FP8_COMPUTE,
+        fp4_compute=method in _FP4_COMPUTE,
         weight_bytes=body * lin_b + embed * wb + lm_head * head_b + experts * qb,
     )
 
@@ -242,10 +268,22 @@ class Hardware:
     p2p_bw: float
     compute_eff: float = COMPUTE_EFF  # achieved share of tensor peak in GEMMs
     attn_eff: float = COMPUTE_EFF  # long-context share of the 16-bit peak in prefill attention
+    moe_eff: float = MOE_EFF  # share of the bandwidth roofline the fused-MoE kernels reach
 
 
-def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node_pp: bool) -> Hardware:
-    if fp8_compute and gpu.fp8_tflops:
+def hardware(
+    gpu: GpuSpec,
+    *,
+    dtype: str,
+    fp8_compute: bool,
+    tp: int,
+    multi_node_pp: bool,
+    rocm_aiter: bool = False,
+    fp4_compute: bool = False,
+) -> Hardware:
+    if fp4_compute and gpu.vendor == "nvidia" and gpu.sm[0] >= 10 and gpu.fp8_tflops:
+        peak = gpu.fp8_tflops * FP4_OVER_FP8  # FP4 tensor cores: sm_100 and later
+    elif fp8_compute and gpu.fp8_tflops:  # (NVFP4 before Blackwell: Marlin W4A16, the 16-bit rate)
         peak = gpu.fp8_tflops
     elif dtype == "float16":
         peak = gpu.fp16_tflops
@@ -254,8 +292,11 @@ def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node
     else:
         peak = gpu.bf16_tflops
     pcie = PCIE_GBPS.get(gpu.pcie_gen, 32.0) * 1e9
-    # ROCm attention has no published long-context rate to take: it keeps the GEMM efficiency.
-    cdna3 = COMPUTE_EFF_CDNA3_RATIO if gpu.vendor == "amd" and gpu.sm == (9, 4) else 1.0
+    rocm_default = gpu.vendor == "amd" and not rocm_aiter
+    if gpu.vendor != "amd":
+        attn_eff = ATTN_EFF_MAX.get(gpu.sm[0], COMPUTE_EFF)
+    else:
+        attn_eff = ROCM_ATTN_EFF if rocm_default else COMPUTE_EFF
     if gpu.nvlink_gbps:
         link, lat = gpu.nvlink_gbps / 2 * 1e9, ALLREDUCE_LAT_NVLINK_S
     else:
@@ -273,8 +314,10 @@ def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node
         allreduce_lat=lat,
         p2p_lat=p2p_lat,
         p2p_bw=p2p_bw,
-        compute_eff=COMPUTE_EFF * cdna3,
-        attn_eff=(COMPUTE_EFF if gpu.vendor == "amd" else ATTN_EFF_MAX.get(gpu.sm[0], COMPUTE_EFF)) * cdna3,
+        compute_eff=COMPUTE_EFF * (ROCM_GEMM_RATIO if rocm_default else 1.0),
+        attn_eff=attn_eff,
+        # ROCm's default fused-MoE is vLLM's Triton kernel, as its dense GEMMs short of CUDA's tuning.
+        moe_eff=MOE_EFF * (ROCM_GEMM_RATIO if rocm_default else 1.0),
     )
 
 
@@ -339,7 +382,7 @@ class StepModel:
         if s.num_experts:
             frac = touched_expert_fraction(s.num_experts, s.experts_per_tok, tokens)
             t_exp = max(
-                s.expert_bytes * frac / tp / (MOE_EFF * bw),
+                s.expert_bytes * frac / tp / (self.hw.moe_eff * bw),
                 2 * s.active_expert_params * n_tok / tp / (ceff * self.hw.peak),
             )
         # Attention reads each context token's KV once per step: the decoders' contexts, and for a
