@@ -113,6 +113,17 @@ def _assumptions(resolved: Resolved, engine: EngineConfig, workload: Workload, s
         )
     if resolved.model.is_moe:
         out.append("MoE: a step reads the experts its tokens touch, E(1-(1-k/E)^tokens) of E per layer")
+    if gpu.vendor == "amd":
+        out.append(
+            "ROCm with AITER (VLLM_ROCM_USE_AITER=1): AITER kernels taken at the common efficiencies (not calibrated)"
+            if sm.hw.compute_eff == pm.COMPUTE_EFF
+            else "ROCm without AITER: GEMM, fused-MoE and prefill-attention shares fitted on MI300X runs "
+            f"(GEMM {pm.ROCM_GEMM_RATIO:g} of CUDA's, attention {pm.ROCM_ATTN_EFF:g} of the bf16 peak)"
+        )
+    if sm.async_scheduling:
+        out.append(
+            "async scheduling (this release's default): the host's step preparation overlaps the GPU step"
+        )
     if engine.enforce_eager:
         out.append("enforce_eager: no CUDA graphs, kernel launches on every layer of every step")
     if workload.request_rate is not None:
