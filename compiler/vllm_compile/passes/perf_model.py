@@ -6,9 +6,11 @@ scheduled in the same step (vLLM V1 chunked prefill: one batch, one weight read)
 closed form and cheap: the closed-loop estimate, the request-rate simulator and the recommender's
 search call it thousands of times.
 
-Efficiency constants are the only calibrated numbers; each names its source. They were chosen as
-round values near the median of the controlled entries of the calibration set (bench/perf_accuracy.py
-prints the per-entry errors), never to fit one entry.
+Each operator (dense GEMMs, routed experts, attention) is its own roofline and the step is their sum,
+plus collectives, per-layer floors and host time. Efficiency constants are the only calibrated numbers;
+each names its source: a published figure, a physical prior, or (four of them: ROCM_GEMM_RATIO,
+ROCM_ATTN_EFF, MOE_EFF, REQUEST_OVERHEAD_S) a fit over the in-scope controlled calibration entries with
+its held-out error (bench/perf_accuracy.py --fit / --cv), never a value tuned to one entry.
 """
 
 from __future__ import annotations
