@@ -3,7 +3,9 @@
 Reads ../shared/calibration/perf_observations.yaml (beside the repo) and the model configs in
 ../shared/reference/models, replays every `controlled` entry through the same step model and batching
 simulator the planner uses, and prints per-entry errors and a summary (median absolute error per
-metric). A script, not a test: `python bench/perf_accuracy.py [--all] [--json]`.
+metric), then the same per GPU family and per vLLM release. A script, not a test:
+`python bench/perf_accuracy.py [--all] [--json] [--fit] [--cv]` (--fit refits the model's named
+constants, --cv predicts each GPU family and each source with constants fitted without it: bench/perf_fit.py).
 
 How each benchmark kind is replayed:
 - serving, request_rate inf, no client cap: all prompts at t=0 (a burst); with max_concurrency: the
@@ -119,9 +121,19 @@ def replay(o: dict[str, Any]) -> dict[str, Any] | None:
     dtype = "bfloat16" if model.dtype in ("bfloat16", "float32") else model.dtype
     method = quant or (model.quantization.method if model.quantization else None)
     shape = pm.model_shape(model, dtype=dtype, quantization=method, kv_cache_dtype=kv_dtype, tp=tp)
-    hw = pm.hardware(gpu, dtype=dtype, fp8_compute=shape.fp8_compute, tp=tp, multi_node_pp=False)
+    text = f"{(o.get('observed') or {}).get('notes') or ''} {o.get('evidence') or ''}"
+    aiter = "VLLM_ROCM_USE_AITER=1" in text  # vllm/envs.py: off unless set
+    hw = pm.hardware(
+        gpu, dtype=dtype, fp8_compute=shape.fp8_compute, tp=tp, multi_node_pp=False, rocm_aiter=aiter
+    )
     engine = "V0" if _version(o.get("vllm_version")) < (0, 8) else "V1"
-    sm = pm.StepModel(shape=shape, hw=hw, tp=tp, pp=pp, eager=False, graph_max_batch=512, engine=engine)
+    # Async scheduling: on by default from 0.14 (facts/vllm_versions.json), or where the entry says so.
+    notes_all = f"{(o.get('observed') or {}).get('notes') or ''} {o.get('benchmark') or ''}"
+    async_sched = _version(o.get("vllm_version")) >= (0, 14) or "--async-scheduling" in notes_all
+    sm = pm.StepModel(
+        shape=shape, hw=hw, tp=tp, pp=pp, eager=False, graph_max_batch=512, engine=engine,
+        async_scheduling=async_sched,
+    )  # fmt: skip
     # KV capacity: 0.9 of memory less this rank's weights and ~3 GiB of activations/graphs.
     per_rank_kv = (shape.kv_bytes_full + shape.kv_bytes_window) / pp
     free = gpu.memory_bytes * 0.9 - shape.weight_bytes / (tp * pp) - 3 * GIB
@@ -256,20 +268,13 @@ def _med_n(rows: list[dict[str, Any]], key: str, sel) -> str:
     return f"{statistics.median(xs) * 100:.0f}% ({len(xs)})" if xs else "-"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--all", action="store_true", help="also replay partial/suspect entries (not in the summary)"
-    )
-    ap.add_argument("--json", action="store_true", help="print the rows as JSON")
-    args = ap.parse_args(argv)
-    if not OBS.exists():
-        print(f"no calibration file at {OBS}", file=sys.stderr)
-        return 2
-    entries = yaml.safe_load(OBS.read_text())["observations"]
+def collect(
+    entries: list[dict[str, Any]], include_all: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Replay the entries (controlled ones unless `include_all`) and attach each metric's relative error."""
     rows, skipped = [], []
     for o in entries:
-        if o.get("setup_quality") != "controlled" and not args.all:
+        if o.get("setup_quality") != "controlled" and not include_all:
             continue
         r = replay(o)
         if r is None:
@@ -280,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         r["release"] = f"{v3[0]}.{v3[1]}" if v3 else "not stated"
         r["in_scope"] = v3 is None or v3 >= OLDEST
         r["family"] = _family(o.get("gpu_class"))
+        r["source"] = _source(o)
         # Throughput: output tok/s where stated, else total tok/s (same relative error on fixed lengths);
         # end-to-end batch latency for benchmark_latency (1 / throughput of that batch).
         p, ob = r["pred"], r["obs"]
@@ -294,6 +300,85 @@ def main(argv: list[str] | None = None) -> int:
         r["tpot_err"] = _err(p["tpot_ms"], ob["tpot_ms"])
         r["ttft_err"] = _err(p["ttft_ms"], ob["ttft_ms"])
         rows.append(r)
+    return rows, skipped
+
+
+def _source(o: dict[str, Any]) -> str:
+    """The publication an entry comes from (one repository, issue or vendor page): entries of one source
+    share a harness and a host, so a split check leaves them out together."""
+    src = str(o.get("source") or "")
+    m = re.search(r"github\.com/([^/\s]+/[^/\s#]+)", src) or re.search(r"([\w.-]+/[\w.-]+)#\d+", src)
+    if m:
+        return m.group(1)
+    m = re.search(r"https?://([^/\s]+)", src)
+    return m.group(1) if m else src[:40] or "unknown"
+
+
+def _scoped(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for o in entries:
+        v3 = _version3(o.get("vllm_version"))
+        if o.get("setup_quality") == "controlled" and (v3 is None or v3 >= OLDEST):
+            out.append(o)
+    return out
+
+
+def fit_report(entries: list[dict[str, Any]], cv: bool) -> int:
+    import perf_fit  # bench/perf_fit.py, beside this script
+
+    scoped = _scoped(entries)
+    values = perf_fit.fit(collect, scoped)
+    print(f"fitted on {len(scoped)} in-scope controlled entries (loss: sum of |log(pred/obs)|):")
+    for k in perf_fit.FITTED:
+        print(
+            f"  {k:26} prior {perf_fit.PRIOR[k][0]:<8g} fitted {values[k]:.4g}   (in code now: {getattr(pm, k):g})"
+        )
+    if not cv:
+        return 0
+    for title, key in (
+        ("GPU family", lambda o: _family(o.get("gpu_class"))),
+        ("source", _source),
+    ):
+        held = perf_fit.split_check(collect, scoped, key)
+        print()
+        print(f"leave-one-{title.replace(' ', '-')}-out (constants fitted without the left-out group):")
+        for label, k, sel, _ in METRICS:
+            print(f"  {label:22} {_stats(held, k, sel):>44}")
+        print(f"  {title:28} {'ITL/TPOT':>16} {'throughput':>16} {'TTFT conc<=4':>16}")
+        for name in sorted({r["fold"] for r in held}):
+            g = [r for r in held if r["fold"] == name]
+            cells = [_med_n(g, k, sel) for _, k, sel, _ in METRICS]
+            fitted = " ".join(f"{v:.3g}" for v in g[0]["fold_values"].values())
+            print(
+                f"  {name[:28]:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}   fitted without it: {fitted}"
+            )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--all", action="store_true", help="also replay partial/suspect entries (not in the summary)"
+    )
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ap.add_argument(
+        "--fit",
+        action="store_true",
+        help="fit the model's named efficiencies on the in-scope entries and print them",
+    )
+    ap.add_argument(
+        "--cv",
+        action="store_true",
+        help="held-out check: leave one GPU family / one source out, fit on the rest, predict the left-out entries",
+    )
+    args = ap.parse_args(argv)
+    if not OBS.exists():
+        print(f"no calibration file at {OBS}", file=sys.stderr)
+        return 2
+    entries = yaml.safe_load(OBS.read_text())["observations"]
+    if args.fit or args.cv:
+        return fit_report(entries, cv=args.cv)
+    rows, skipped = collect(entries, include_all=args.all)
     if args.json:
         print(json.dumps(rows, indent=1, sort_keys=True))
         return 0
@@ -332,16 +417,27 @@ def main(argv: list[str] | None = None) -> int:
     ttft_all = [r["ttft_err"] for r in scope if r["ttft_err"] is not None and r["concurrency"] <= 4]
     print(f"  TTFT, conc <= 4, incl. cache-caveat entries: {_stats_list(ttft_all)}")
     for title, keyf in (("GPU family", lambda r: r["family"]), ("vLLM release", lambda r: r["release"])):
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for r in ctrl:
-            groups.setdefault(keyf(r), []).append(r)
-        print()
-        print(f"by {title} (controlled entries; median abs. error, n):")
-        print(f"  {title:28} {'ITL/TPOT':>16} {'throughput':>16} {'TTFT conc<=4':>16}")
-        for name in sorted(groups):
-            g = groups[name]
-            cells = [_med_n(g, key, sel) for _, key, sel, _ in METRICS]
-            print(f"  {name:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
+        for label, picked in (
+            ("in-scope controlled entries", scope),
+            ("controlled entries of older releases (not in the summary)", ctrl),
+        ):
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for r in picked:
+                if picked is scope or not r["in_scope"]:
+                    groups.setdefault(keyf(r), []).append(r)
+            if not groups:
+                continue
+            print()
+            print(f"by {title}, {label}; median abs. error (n):")
+            print(f"  {title:28} {'ITL/TPOT':>16} {'throughput':>16} {'TTFT conc<=4':>16}")
+            for name in sorted(groups):
+                g = groups[name]
+                cells = [_med_n(g, key, sel) for _, key, sel, _ in METRICS]
+                print(f"  {name:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
+    print()
+    print(
+        "held-out check (constants refitted without each GPU family / source): python bench/perf_accuracy.py --cv"
+    )
     print(f"  skipped (model or GPU not in the reference set, or lengths unstated): {len(skipped)}")
     for s in skipped:
         print(f"    {s}")

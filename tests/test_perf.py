@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -82,12 +84,66 @@ def test_prefill_floor_is_flops_over_peak() -> None:
     m = dense()
     sm = sm_for(m)
     tokens = 8192
-    active = 7_000_000_000 - 32000 * 4096  # the embedding lookup is no GEMM
-    flops = 2 * active * tokens
+    head = 32000 * 4096
+    active = 7_000_000_000 - head  # the embedding lookup is no GEMM
+    # The lm_head runs only for the one row the sampler reads (gpu_model_runner's logits_indices),
+    # every other linear layer for every prompt token.
+    flops = 2 * (active - head) * tokens + 2 * head
     t = sm.prefill_time(tokens, budget=tokens)
     assert t >= flops / 1000e12  # the datasheet peak bounds it
-    attn = 4 * 32 * 128 * 32 * tokens * tokens / 2
-    assert t - fixed_costs(sm, 0) == pytest.approx((flops + attn) / (pm.COMPUTE_EFF * 1000e12), rel=0.02)
+    # Attention at the prefill kernel's rate for the chunk's mean context (FA3 class on sm90).
+    ctx = tokens / 2
+    attn = 4 * 32 * 128 * 32 * tokens * ctx
+    attn_eff = pm.ATTN_EFF_MAX[9] * ctx / (ctx + pm.ATTN_CTX_HALF)
+    expected = flops / (pm.COMPUTE_EFF * 1000e12) + attn / (attn_eff * 1000e12)
+    assert t - fixed_costs(sm, 0) == pytest.approx(expected, rel=0.01)
+
+
+def test_lm_head_is_computed_for_sampled_rows_only() -> None:
+    # A 4x larger (untied) vocabulary adds lm_head FLOPs for one row per request, not per prompt token:
+    # a long prefill barely notices it, a decode step reads the larger head every step.
+    small, big = (
+        sm_for(dense(vocab=32000)),
+        sm_for(dense(vocab=128000, params=7_000_000_000 + 2 * 96000 * 4096)),
+    )
+    pf_gap = big.prefill_time(8192, 8192) - small.prefill_time(8192, 8192)
+    assert pf_gap < 0.01 * small.prefill_time(8192, 8192)
+    dec_gap = big.step_time(1, 1000) - small.step_time(1, 1000)
+    assert dec_gap == pytest.approx(96000 * 4096 * 2 / (pm.BW_EFF * 2000e9), rel=0.01)
+
+
+def test_operators_are_separate_rooflines() -> None:
+    # A prefill chunk through an MoE model: the dense GEMMs are compute-bound while the routed experts
+    # are read from HBM; the step pays both, not the larger of the two totals.
+    sm = sm_for(moe())
+    s = sm.shape
+    tokens = 512
+    t = sm.step_time(0, 0, tokens, tokens / 2) - fixed_costs(sm, 1)
+    dense_flops = (
+        2 * (s.active_params - s.active_expert_params - s.lm_head_params) * tokens + 2 * s.lm_head_params
+    )
+    expert_read = (
+        s.expert_bytes * pm.touched_expert_fraction(8, 2, tokens) / (pm.MOE_EFF * pm.BW_EFF * 2000e9)
+    )
+    assert t >= dense_flops / (pm.COMPUTE_EFF * 1000e12) + expert_read
+
+
+def test_prefill_attention_is_faster_per_key_at_long_context() -> None:
+    sm = sm_for(dense())
+    base = sm.step_time(0, 0, 512, 0.0)  # the chunk's own (near-zero-context) attention
+    short = sm.step_time(0, 0, 512, 256.0) - base
+    long = sm.step_time(0, 0, 512, 16384.0) - base
+    assert long / 16384.0 < short / 256.0
+
+
+def test_async_scheduling_hides_host_time() -> None:
+    m = dense(layers=2, params=300_000_000)  # a tiny model: host time is most of a step
+    sync, asyn = sm_for(m), dataclasses.replace(sm_for(m), async_scheduling=True)
+    t_sync, t_async = sync.step_time(64, 64_000), asyn.step_time(64, 64_000)
+    host = pm.STEP_OVERHEAD_S + 64 * pm.HOST_PER_SEQ_S["V1"]
+    assert t_async < t_sync
+    assert t_async >= host  # never faster than the host side of the step
+    assert t_sync - t_async <= host
 
 
 @settings(max_examples=40, deadline=None)
@@ -191,3 +247,21 @@ def test_request_rate_workload_is_simulated_and_sized() -> None:
     assert p.replicas is not None and p.replicas >= 2
     assert any("discrete-event simulation" in a for a in p.assumptions)
     assert p.request_rps.value == pytest.approx(60 / p.replicas, rel=0.15)
+
+
+def test_fp4_gemms_run_at_twice_fp8_on_blackwell_only() -> None:
+    blackwell = GPU.model_copy(update={"compute_capability": "10.0"})
+    args = {"dtype": "bfloat16", "fp8_compute": False, "tp": 1, "multi_node_pp": False, "fp4_compute": True}
+    assert pm.hardware(blackwell, **args).peak == pytest.approx(2 * 2000e12)  # NVFP4 W4A4 tensor cores
+    assert pm.hardware(GPU, **args).peak == pytest.approx(1000e12)  # Hopper: W4A16, the 16-bit rate
+
+
+def test_rocm_without_aiter_uses_its_fitted_kernel_shares() -> None:
+    amd = GPU.model_copy(update={"vendor": "amd", "compute_capability": "9.4"})
+    args = {"dtype": "bfloat16", "fp8_compute": False, "tp": 1, "multi_node_pp": False}
+    default, aiter = pm.hardware(amd, **args), pm.hardware(amd, **args, rocm_aiter=True)
+    assert default.bw_eff == aiter.bw_eff == pm.BW_EFF_AMD
+    assert default.compute_eff == pytest.approx(pm.COMPUTE_EFF * pm.ROCM_GEMM_RATIO)
+    assert default.attn_eff == pm.ROCM_ATTN_EFF
+    assert default.moe_eff == pytest.approx(pm.MOE_EFF * pm.ROCM_GEMM_RATIO)
+    assert aiter.compute_eff == pm.COMPUTE_EFF and aiter.moe_eff == pm.MOE_EFF

@@ -23,7 +23,8 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
-from .perf_model import REQUEST_OVERHEAD_S, StepModel
+from . import perf_model
+from .perf_model import StepModel
 
 
 @dataclass
@@ -235,13 +236,15 @@ def simulate(
             finish(i)
 
     kept = [reqs[i] for i in done[warmup:]] or [reqs[i] for i in done]
-    ttft = [r.first_token - r.arrival + REQUEST_OVERHEAD_S for r in kept if r.first_token is not None]
+    ttft = [
+        r.first_token - r.arrival + perf_model.REQUEST_OVERHEAD_S for r in kept if r.first_token is not None
+    ]
     tpot = [
         (r.finish - r.first_token) / (r.gen - 1)
         for r in kept
         if r.finish is not None and r.first_token is not None and r.gen > 1
     ]
-    e2e = [r.finish - r.arrival + REQUEST_OVERHEAD_S for r in kept if r.finish is not None]
+    e2e = [r.finish - r.arrival + perf_model.REQUEST_OVERHEAD_S for r in kept if r.finish is not None]
     start = min(r.arrival for r in reqs) if reqs else 0.0
     return SimResult(
         ttft_s=ttft,
@@ -302,7 +305,7 @@ def steady_state(
     t_own = sum(sm.step_time(dec_batch, ctx_dec, chunk, i * chunk + chunk / 2) for i in range(chunks))
     life = (steps - n_pf) * t_dec + n_pf * t_mix  # one request's life = one full cycle of the loop
     tpot = max(life - t_own, t_dec * (gen - 1)) / max(gen - 1, 1) if gen > 1 else 0.0
-    ttft = REQUEST_OVERHEAD_S + t_own + 0.5 * t_dec  # arrives mid-step on average
+    ttft = perf_model.REQUEST_OVERHEAD_S + t_own + 0.5 * t_dec  # arrives mid-step on average
     e2e = ttft + (gen - 1) * tpot
     rps = r / e2e
     queue = max(concurrency / rps - e2e, 0.0) if concurrency > r else 0.0

@@ -6,9 +6,11 @@ scheduled in the same step (vLLM V1 chunked prefill: one batch, one weight read)
 closed form and cheap: the closed-loop estimate, the request-rate simulator and the recommender's
 search call it thousands of times.
 
-Efficiency constants are the only calibrated numbers; each names its source. They were chosen as
-round values near the median of the controlled entries of the calibration set (bench/perf_accuracy.py
-prints the per-entry errors), never to fit one entry.
+Each operator (dense GEMMs, routed experts, attention) is its own roofline and the step is their sum,
+plus collectives, per-layer floors and host time. Efficiency constants are the only calibrated numbers;
+each names its source: a published figure, a physical prior, or (four of them: ROCM_GEMM_RATIO,
+ROCM_ATTN_EFF, MOE_EFF, REQUEST_OVERHEAD_S) a fit over the in-scope controlled calibration entries with
+its held-out error (bench/perf_accuracy.py --fit / --cv), never a value tuned to one entry.
 """
 
 from __future__ import annotations
@@ -23,27 +25,53 @@ from ..facts.model_facts import ModelFacts
 from ..facts.weights import dtype_bytes
 
 # --- calibrated efficiencies (bench/perf_accuracy.py over the controlled entries) -------------------
+# Four constants are fitted (FITTED; bench/perf_fit.py: L1 on log error over the 22 in-scope controlled
+# entries, vLLM >= 0.8.5, with a factor-4 prior around the value each had before). Their held-out check,
+# `python bench/perf_accuracy.py --cv` (each GPU family / each source predicted by constants fitted
+# without it): TPOT median 4% (n=5), throughput 10% (n=16), TTFT 29% (n=3) leaving one family out.
+# The rest are physical priors or published figures, named where they are set.
 # Achieved share of peak HBM bandwidth in decode (weight GEMV + paged attention). Microbenchmarks of
 # H100/A100 reach ~0.8-0.9 of datasheet bandwidth on streaming reads; vLLM decode steps land lower
 # (many small kernels): the controlled single-request TPOTs put it near 0.7.
 BW_EFF = 0.70
 # ROCm builds of vLLM reach a smaller share of MI300-class HBM (the AMD entries of the calibration set,
 # TP 1 and TP 8, dense and MoE, land near 0.5; microbenchmarks reach ~0.8 of 5.3 TB/s on MI300X).
-BW_EFF_VENDOR = {"nvidia": BW_EFF, "amd": 0.50}
+BW_EFF_AMD = 0.50
 # Achieved share of dense tensor-core peak in prefill / large-batch GEMMs (MFU). vLLM prefill MFU
 # is typically 40-60% in steady GEMMs; chunked steps and small prompts lower it, and the controlled
 # TTFT and long-prompt entries sit near 0.4.
 COMPUTE_EFF = 0.40
-# MI300-class (CDNA3, gfx942) GEMMs reach a smaller share of their datasheet peak than Hopper's: in
-# SemiAnalysis' MI300X vs H100/H200 GEMM sweeps (Dec 2024, "MI300X vs H100 vs H200 Benchmark Part 1")
-# MI300X sustained about 45-50% of its dense BF16 peak and under 40% of its FP8 peak where H100 sustained
-# about 70% and 65%: roughly 0.6 of the share NVIDIA parts reach. A hardware ratio, not fitted on our
-# entries; CDNA4 (MI355X, gfx950) is not covered by that measurement and keeps the common efficiency.
-COMPUTE_EFF_CDNA3_RATIO = 0.6
+# ROCm GEMMs without AITER (hipBLASLt for dense layers, vLLM's Triton fused-MoE for experts) reach a
+# smaller share of the datasheet peak than CUDA's. The earlier figure (0.6, attributed to SemiAnalysis'
+# Dec 2024 MI300X GEMM sweeps) could not be checked against the source; a secondary summary of
+# independent measurements (aiweekly.co, "AMD MI300X hits only 45% of peak FLOPs in practice") agrees
+# in direction. Fitted instead: 0.48, on the MI300X entries (vLLM PR 17530 Qwen3-30B-A3B FP8 prefill-heavy
+# runs, AITER off, and AMD's 0.10.2 latency table; 6 entries); leaving MI300X out the fit has no ROCm
+# entry to move it and MI300X throughput is then off by 14% median. It also scales the fused-MoE share
+# (the Triton fused-MoE kernel is vLLM's default on ROCm too).
+# With VLLM_ROCM_USE_AITER=1 vLLM switches to AMD's tuned AITER kernels (GEMM, fused MoE, attention):
+# those keep the common efficiencies (an assumption, no published rates; the MI355X AITER entry, not
+# sensitive to the fitted ROCm constants, is within 13% TPOT / 12% throughput).
+ROCM_GEMM_RATIO = 0.48
+# Prefill attention runs in its own kernel (FlashAttention / FlashInfer over the paged KV), whose share
+# of the 16-bit tensor peak is set by the kernel generation and grows with the keys each query sees
+# (short contexts leave tiles and SMs idle). Long-context forward rates: FlashAttention-2 reaches up to
+# ~70% of A100 peak (Dao 2023, "FlashAttention-2", forward, head dim 128); FlashAttention-3 ~75% of H100
+# FP16 peak (Shah et al. 2024, 740 TFLOP/s); Blackwell's FlashInfer/TRT-LLM kernels are taken as
+# FA3's (no published figure). The half-rate context: those papers' causal forward curves are at about
+# two thirds of their long-sequence rate at 512 keys, i.e. L/(L + 256).
+ATTN_EFF_MAX = {8: 0.70, 9: 0.75, 10: 0.75, 12: 0.70}
+ATTN_CTX_HALF = 256.0
+# ROCm builds run prefill attention through vLLM's own Triton kernels unless AITER is switched on
+# (vllm/v1/attention/backends/rocm_attn.py -> ops/chunked_prefill_paged_decode.py, the prefix_prefill
+# kernel): no published rate, so its long-context share of the bf16 peak is fitted: 0.14 on the three
+# PR 17530 entries (1k/5k/10k-token prompts separate it from the GEMM ratio), ~180 TFLOP/s on MI300X.
+ROCM_ATTN_EFF = 0.14
 # Per-request latency outside the engine steps, paid once before the first token: the API server's
 # HTTP handling, chat templating and tokenisation, the hand-off to the engine core process and the
-# first streamed chunk. The controlled single-request TTFTs sit 10-40 ms above their prefill time.
-REQUEST_OVERHEAD_S = 20e-3
+# first streamed chunk. Fitted: 30 ms on the three single-request TTFTs without cache hits (one
+# harness, gpt-oss-20b on H100 PCIe / H200 / B200); held out one GPU at a time it lands at 19-32 ms.
+REQUEST_OVERHEAD_S = 30e-3
 # Per-step host overhead with CUDA graphs: scheduling, input preparation, sampling, detokenize and
 # the output path of vLLM V1. Controlled single-request TPOTs of small models (where weights take
 # ~1-3 ms) leave ~2 ms per step.
@@ -53,16 +81,21 @@ STEP_OVERHEAD_S = 1.5e-3
 # every sequence every step (vLLM blog "vLLM V1", 2025-01: CPU overhead was V0's bottleneck). The
 # V0 value comes from the V0-era large-batch throughput entries (0.5-0.7), V1's from the V1 ones.
 HOST_PER_SEQ_S = {"V0": 250e-6, "V1": 15e-6}
+# With async scheduling the host work overlaps the GPU step; one device-to-host copy of the sampled
+# token ids and the event wait remain on the critical path (~0.1-0.2 ms, an assumption: a CUDA event
+# sync plus a small copy are tens of microseconds each; not calibrated).
+ASYNC_RESIDUAL_S = 0.15e-3
 # Minimum GPU time per decoder layer per step even when its kernels move few bytes: ~10 kernels of a
 # few microseconds each (norms, rotary, attention, activation). An MoE layer adds routing, top-k,
 # token permute/unpermute and the grouped GEMMs (~15 more kernels).
 LAYER_FLOOR_S = 20e-6
 # Share of the dense bandwidth roofline the fused-MoE kernels reach when reading expert weights
 # (vllm/model_executor/layers/fused_moe: a grouped GEMM over experts with few tokens each; vLLM PRs
-# #3692/#4002 gained 1.3-2x just by tuning its tiles). The MoE entries of the calibration set
-# (DeepSeek-R1, Qwen3-30B-A3B, gpt-oss-20b; 12 entries) sit near 0.5. Prefill GEMMs with many
-# tokens per expert are compute-bound and keep the dense efficiency.
-MOE_EFF = 0.5
+# #3692/#4002 gained 1.3-2x just by tuning its tiles). Fitted: 0.63 on the in-scope MoE entries
+# (gpt-oss-20b on H100 PCIe / H200 / B200, Qwen3-30B-A3B on MI300X; 8 entries); left-out fits range
+# 0.43-0.88 (B200's batch-16 decode wants it low, H100 PCIe's high: one number cannot serve both).
+# Prefill GEMMs with many tokens per expert are compute-bound and keep the dense efficiency.
+MOE_EFF = 0.63
 MOE_LAYER_FLOOR_S = 60e-6
 # Extra host time per decoder layer per step when running eager (no CUDA graphs): ~10 kernel launches
 # at ~5 us each (CUDA launch latency, NVIDIA CUDA C++ Best Practices Guide) - the cost graphs remove.
@@ -100,6 +133,12 @@ _QUANT_BYTES: dict[str, float] = {
 }
 # Methods whose GEMMs run in FP8 on tensor cores that have FP8 (W8A8); the rest dequantise to 16 bit.
 _FP8_COMPUTE = {"fp8", "fbgemm_fp8", "modelopt", "ptpc_fp8"}
+# NVFP4 checkpoints (ModelOpt W4A4) run their GEMMs on Blackwell's FP4 tensor cores (CUTLASS / FlashInfer
+# FP4 GEMMs, vllm/model_executor/layers/quantization/modelopt.py), at twice the FP8 rate (NVIDIA
+# Blackwell datasheet: B200 9 PFLOPS dense FP4 vs 4.5 FP8). MXFP4 checkpoints (gpt-oss) keep 16-bit
+# activations by default (W4A16: dequantised in the MoE kernel), so they compute at the 16-bit rate.
+_FP4_COMPUTE = {"modelopt_fp4"}
+FP4_OVER_FP8 = 2.0
 
 
 def kv_elem_bytes(kv_cache_dtype: str, dtype: str) -> float:
@@ -115,6 +154,7 @@ class ModelShape:
     expert_bytes: float  # routed experts: a step reads only the experts its tokens touch
     active_params: float  # multiply-accumulates per token (x2 = FLOPs), embedding lookup excluded
     active_expert_params: float  # the routed-expert part of active_params
+    lm_head_params: float  # the lm_head part of active_params: computed only for the sampled rows
     num_experts: int
     experts_per_tok: int
     num_layers: int
@@ -125,6 +165,7 @@ class ModelShape:
     kv_bytes_window: float  # same for sliding/chunked layers
     window: int  # their window (tokens)
     fp8_compute: bool
+    fp4_compute: bool
     weight_bytes: float  # all weights (one replica, all ranks)
 
 
@@ -194,6 +235,7 @@ def model_shape(
         expert_bytes=experts * qb,
         active_params=active,
         active_expert_params=experts * k / e if e else 0.0,
+        lm_head_params=head_elems,
         num_experts=e,
         experts_per_tok=k,
         num_layers=model.num_hidden_layers,
@@ -204,6 +246,7 @@ def model_shape(
         kv_bytes_window=win,
         window=window,
         fp8_compute=method in _FP8_COMPUTE,
+        fp4_compute=method in _FP4_COMPUTE,
         weight_bytes=body * lin_b + embed * wb + lm_head * head_b + experts * qb,
     )
 
@@ -226,11 +269,24 @@ class Hardware:
     allreduce_lat: float
     p2p_lat: float
     p2p_bw: float
-    compute_eff: float = COMPUTE_EFF  # achieved share of tensor peak in GEMMs and attention
+    compute_eff: float = COMPUTE_EFF  # achieved share of tensor peak in GEMMs
+    attn_eff: float = COMPUTE_EFF  # long-context share of the 16-bit peak in prefill attention
+    moe_eff: float = MOE_EFF  # share of the bandwidth roofline the fused-MoE kernels reach
 
 
-def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node_pp: bool) -> Hardware:
-    if fp8_compute and gpu.fp8_tflops:
+def hardware(
+    gpu: GpuSpec,
+    *,
+    dtype: str,
+    fp8_compute: bool,
+    tp: int,
+    multi_node_pp: bool,
+    rocm_aiter: bool = False,
+    fp4_compute: bool = False,
+) -> Hardware:
+    if fp4_compute and gpu.vendor == "nvidia" and gpu.sm[0] >= 10 and gpu.fp8_tflops:
+        peak = gpu.fp8_tflops * FP4_OVER_FP8  # FP4 tensor cores: sm_100 and later
+    elif fp8_compute and gpu.fp8_tflops:  # (NVFP4 before Blackwell: Marlin W4A16, the 16-bit rate)
         peak = gpu.fp8_tflops
     elif dtype == "float16":
         peak = gpu.fp16_tflops
@@ -239,6 +295,11 @@ def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node
     else:
         peak = gpu.bf16_tflops
     pcie = PCIE_GBPS.get(gpu.pcie_gen, 32.0) * 1e9
+    rocm_default = gpu.vendor == "amd" and not rocm_aiter
+    if gpu.vendor != "amd":
+        attn_eff = ATTN_EFF_MAX.get(gpu.sm[0], COMPUTE_EFF)
+    else:
+        attn_eff = ROCM_ATTN_EFF if rocm_default else COMPUTE_EFF
     if gpu.nvlink_gbps:
         link, lat = gpu.nvlink_gbps / 2 * 1e9, ALLREDUCE_LAT_NVLINK_S
     else:
@@ -249,15 +310,17 @@ def hardware(gpu: GpuSpec, *, dtype: str, fp8_compute: bool, tp: int, multi_node
         p2p_lat, p2p_bw = P2P_LAT_NODE_S, link
     return Hardware(
         bw=gpu.memory_bandwidth_gbps * 1e9,
-        bw_eff=BW_EFF_VENDOR.get(gpu.vendor, BW_EFF),
+        bw_eff=BW_EFF_AMD if gpu.vendor == "amd" else BW_EFF,
         peak=peak * 1e12,
         peak16=(gpu.fp16_tflops if dtype == "float16" else gpu.bf16_tflops) * 1e12,
         link_bw=link,
         allreduce_lat=lat,
         p2p_lat=p2p_lat,
         p2p_bw=p2p_bw,
-        compute_eff=COMPUTE_EFF
-        * (COMPUTE_EFF_CDNA3_RATIO if gpu.vendor == "amd" and gpu.sm == (9, 4) else 1.0),
+        compute_eff=COMPUTE_EFF * (ROCM_GEMM_RATIO if rocm_default else 1.0),
+        attn_eff=attn_eff,
+        # ROCm's default fused-MoE is vLLM's Triton kernel, as its dense GEMMs short of CUDA's tuning.
+        moe_eff=MOE_EFF * (ROCM_GEMM_RATIO if rocm_default else 1.0),
     )
 
 
@@ -280,6 +343,7 @@ class StepModel:
     # together, so a rank's experts see every rank's tokens) and the dispatch/combine cost per MoE layer.
     ep_dp: int = 1
     all2all: Any = None
+    async_scheduling: bool = False  # host work of the next step overlaps this one (the release's default)
 
     def padded(self, tokens: float) -> float:
         """Tokens a graph replay computes for a step of `tokens` (itself when no graph serves it)."""
@@ -305,10 +369,31 @@ class StepModel:
         tokens = d_mb + p_mb
         if tokens <= 0:
             return 0.0
-        # Bytes one rank reads for the whole model (every stage in turn).
-        frac = touched_expert_fraction(s.num_experts, s.experts_per_tok, tokens * self.ep_dp)
-        # Routed experts go through the fused-MoE kernels, which reach a smaller share of the roofline.
-        weights = (s.body_bytes + s.lm_head_bytes + s.expert_bytes * frac / MOE_EFF / self.ep_dp) / tp
+        # Each operator is its own roofline (max of its bytes over bandwidth and its FLOPs over peak) and
+        # the step is their sum, as aiconfigurator sums per-operator times: in a mixed step the dense
+        # GEMMs can be compute-bound while the expert reads or the decoders' KV reads are memory-bound,
+        # which one max over the whole step hides.
+        bw = self.hw.bw_eff * self.hw.bw
+        ceff = self.hw.compute_eff
+        n_tok = self.padded(decode + prefill) / pp if self.graph_sizes else tokens
+        # Logits are computed only at the rows the sampler reads, one per scheduled request
+        # (vllm/v1/worker/gpu_model_runner.py: logits_indices; hidden_states[logits_indices] is what
+        # compute_logits sees), never for every prompt token of a prefill chunk.
+        rows = min(d_mb + (1.0 if p_mb else 0.0), tokens)
+        dense_flops = 2 * (s.active_params - s.active_expert_params - s.lm_head_params) * n_tok
+        dense_flops += 2 * s.lm_head_params * rows
+        t_dense = max((s.body_bytes + s.lm_head_bytes) / tp / bw, dense_flops / tp / (ceff * self.hw.peak))
+        # Routed experts: a step reads only the experts its tokens touch, through the fused-MoE kernels
+        # (a smaller share of the roofline, MOE_EFF); their FLOPs are the active experts' per token.
+        t_exp = 0.0
+        if s.num_experts:
+            # Wide EP (passes/all2all_perf.py): the DP ranks step together, so a rank's experts see every
+            # rank's tokens, and each rank holds 1/ep_dp of the experts.
+            frac = touched_expert_fraction(s.num_experts, s.experts_per_tok, tokens * self.ep_dp)
+            t_exp = max(
+                s.expert_bytes * frac / self.ep_dp / tp / (self.hw.moe_eff * bw),
+                2 * s.active_expert_params * n_tok / tp / (ceff * self.hw.peak),
+            )
         # Attention reads each context token's KV once per step: the decoders' contexts, and for a
         # prefill chunk the prompt so far (flash attention tiles queries over one pass of the keys).
         pf_ctx = prefill_ctx + p_mb / 2 if p_mb else 0.0
@@ -316,14 +401,19 @@ class StepModel:
         per_req_ctx = ctx_mb / d_mb if d_mb else 0.0
         kv_tokens_win = d_mb * min(per_req_ctx, s.window) + min(pf_ctx, s.window)
         kv = kv_tokens_full * s.kv_bytes_full + kv_tokens_win * s.kv_bytes_window
-        t_mem = (weights + kv) / (self.hw.bw_eff * self.hw.bw)
-        # FLOPs one rank does: 2 x active params per token, attention 4 x attn_dim per (query, key).
-        # Attention runs in 16 bit whatever the weights are (FlashAttention/FlashInfer on bf16 Q/K/V).
-        attn_keys = ctx_mb + p_mb * prefill_ctx
-        gemm = 2 * s.active_params * (self.padded(decode + prefill) / pp if self.graph_sizes else tokens) / tp
-        attn = 4 * s.attn_dim * s.num_layers * attn_keys / max(1.0, min(tp, s.attn_dim))
-        t_cmp = gemm / (self.hw.compute_eff * self.hw.peak) + attn / (self.hw.compute_eff * self.hw.peak16)
-        t = max(t_mem, t_cmp)
+        # FLOPs: 4 x attn_dim per (query, key); attention runs in 16 bit whatever the weights are
+        # (FlashAttention/FlashInfer on bf16 Q/K/V).
+        heads_tp = max(1.0, min(tp, s.attn_dim))
+        dec_flops = 4 * s.attn_dim * s.num_layers * ctx_mb / heads_tp
+        pf_flops = 4 * s.attn_dim * s.num_layers * p_mb * prefill_ctx / heads_tp
+        # Decode attention is a KV read (memory-bound); the chunk's attention runs at the prefill
+        # kernel's rate for its mean context.
+        pf_eff = self.hw.attn_eff * prefill_ctx / (prefill_ctx + ATTN_CTX_HALF) if p_mb else 1.0
+        t_attn = max(
+            kv / bw,
+            dec_flops / (ceff * self.hw.peak16) + (pf_flops / (pf_eff * self.hw.peak16) if pf_flops else 0.0),
+        )
+        t = t_dense + t_exp + t_attn
         if tp > 1:
             # Two all-reduces per layer (attention out, MLP out), ring: 2(tp-1)/tp of the message.
             msg = tokens * s.hidden * self.act_bytes
@@ -338,7 +428,14 @@ class StepModel:
         eager = self.eager or decode + prefill > self.graph_max_batch
         host = STEP_OVERHEAD_S + HOST_PER_SEQ_S[self.engine] * (decode + (1 if prefill else 0))
         floor = s.num_layers * LAYER_FLOOR_S + s.num_moe_layers * MOE_LAYER_FLOOR_S
-        return t + floor + host + (EAGER_PER_LAYER_S * s.num_layers if eager else 0.0)
+        gpu = t + floor + (EAGER_PER_LAYER_S * s.num_layers if eager else 0.0)
+        if self.async_scheduling:
+            # Async scheduling (vllm/v1/engine/core.py step_with_batch_queue, the default from the release
+            # that enabled it; facts/vllm_versions.json): the scheduler and input preparation of step n+1
+            # run while step n is on the GPU, so the host time hides behind the GPU time; what is left is
+            # the sampled-token hand-off (ASYNC_RESIDUAL_S).
+            return max(gpu, host) + ASYNC_RESIDUAL_S
+        return gpu + host
 
     def prefill_time(self, tokens: float, budget: float) -> float:
         """Seconds to prefill one prompt alone, in chunks of at most `budget` tokens."""

@@ -16,7 +16,7 @@ a reason with numbers, and the runner-up.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..plan import Decision, EngineConfig, MemoryPlan, PerfEstimate, Resolved, Verdict
 from . import perf_model as pm
@@ -413,7 +413,8 @@ def _slo_advice(
     one = _steady(sm, engine, memory, workload, 1)
     if engine.tensor_parallel_size < (resolved.profile.hardware.gpus_per_node or resolved.gpu.gpus_per_node):
         tp2 = engine.tensor_parallel_size * 2
-        sm2 = pm.StepModel(
+        sm2 = replace(  # the same engine (async scheduling, graphs, serving features) at TP x2
+            sm,
             shape=pm.model_shape(
                 resolved.model,
                 dtype=engine.dtype,
@@ -421,11 +422,7 @@ def _slo_advice(
                 kv_cache_dtype=engine.kv_cache_dtype,
                 tp=tp2,
             ),
-            hw=sm.hw,
             tp=tp2,
-            pp=engine.pipeline_parallel_size,
-            eager=engine.enforce_eager,
-            graph_max_batch=sm.graph_max_batch,
         )
         hint = f"; TP {tp2} gives ITL {sm2.step_time(1, workload.prompt.mean) * 1e3:.1f} ms at one request"
     return [
