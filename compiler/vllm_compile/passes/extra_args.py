@@ -408,6 +408,11 @@ def feature_groups(profile: Profile, version: str) -> list[list[str]]:
         flag = vllm_flags.resolve_flag(vllm_flags.flag_set(version), "--cudagraph-capture-sizes")
         if flag is not None:
             groups.append([flag.name, *(str(x) for x in v.cudagraph_capture_sizes)])
+    if v.kv_transfer is not None or v.kv_offload is not None:
+        # --kv-transfer-config / --kv-offloading-* (passes/kv_transfer.py)
+        from .kv_transfer import flag_groups
+
+        groups.extend(flag_groups(profile, version))
     return groups
 
 
@@ -441,6 +446,8 @@ def with_feature_flags(profile: Profile, version: str, *, only: tuple[str, ...] 
                         "limit_mm_per_prompt": None,
                         "mm_processor_kwargs": None,
                         "cudagraph_capture_sizes": None,
+                        "kv_transfer": None,
+                        "kv_offload": None,
                     }
                 )
             }
