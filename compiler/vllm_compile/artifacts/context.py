@@ -65,6 +65,8 @@ class Context:
     startup: StartupBudget
     targets: list[str]
     notes: list[str] = field(default_factory=list)
+    # Pinned host memory the KV connector needs (passes/kv_transfer.py), requested where the profile sets none.
+    memory_request: str | None = None
 
     @property
     def deploy(self) -> Any:
@@ -239,6 +241,10 @@ def build(plan: Plan, targets: list[str]) -> Context:
         startup=startup_budget(plan, nodes),
         targets=list(targets),
     )
+    if plan.kv_connector is not None and not deploy.resources.memory:
+        from ..passes.kv_transfer import KvConnectorPlan, memory_request
+
+        ctx.memory_request = memory_request(KvConnectorPlan.model_validate(plan.kv_connector))
     fs = vllm_flags.flag_set(ctx.vllm_version)
     if not fs.exact:
         ctx.notes.append(
