@@ -329,7 +329,6 @@ def plan_connector(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan)
     if v.kv_offload is not None:
         # The decided TP x PP (the flag is per engine: vLLM divides it over the ranks it really runs).
         spec = offload_transfer_spec(v.kv_offload, engine.gpus_per_replica)
-    config = spec.model_dump(exclude_none=True)
     top = {"kv_buffer_device": spec.kv_buffer_device, "kv_buffer_size": spec.kv_buffer_size}
     unmodelled: list[str] = []
     if spec.kv_connector_module_path:
@@ -343,9 +342,7 @@ def plan_connector(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan)
     per_node = resolved.profile.hardware.gpus_per_node or resolved.gpu.gpus_per_node
     per_pod = min(engine.total_gpus, per_node)
     return KvConnectorPlan(
-        kv_transfer_config=transfer_config(spec, resolved.vllm.version)
-        if v.kv_transfer is not None
-        else config,
+        kv_transfer_config=transfer_config(spec, resolved.vllm.version),
         via=via,
         connectors=parts,
         host_pinned_bytes_per_gpu=per_gpu,
