@@ -232,5 +232,16 @@ def _render_roles(plan: Plan, targets: list[str]) -> dict[str, str]:
             "helm-values-pd.yaml.j2", **common, values=pd.production_stack_values(plan, ctxs)
         )
     if "report" in targets:
-        out["REPORT.md"] = render_template("REPORT-pd.md.j2", **common, **report.roles_report(plan, ctxs))
+        skipped = [t for t in targets if t not in ROLE_TARGETS]
+        notes = (
+            [
+                f"not generated for a `roles:` profile: {', '.join(skipped)} (the disaggregated artifacts are the "
+                "pools' serve.sh / vllm-config, docker-compose.yaml, k8s/, llm-d-values.yaml and helm-values.yaml)"
+            ]
+            if skipped
+            else []
+        )
+        out["REPORT.md"] = render_template(
+            "REPORT-pd.md.j2", **common, **report.roles_report(plan, ctxs), notes=notes
+        )
     return dict(sorted(out.items()))
