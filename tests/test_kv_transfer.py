@@ -177,3 +177,29 @@ def test_bounds_refuse_absurd_sizes() -> None:
         _plan(kv_offload={"size_gib": 100000})
     with pytest.raises(DiagnosticError):
         _plan(kv_transfer={"connector": "NixlConnector", "kv_role": "sender"})
+
+
+def test_kv_transfer_config_in_extra_args_is_read_into_the_field() -> None:
+    config = {
+        "kv_connector": "LMCacheConnectorV1",
+        "kv_role": "kv_both",
+        "kv_load_failure_policy": "recompute",
+    }
+    plan = _plan(extra_args=["--kv-transfer-config", json.dumps(config)])
+    assert plan.resolved.extra_args.modelled == {"--kv-transfer-config": "vllm.kv_transfer"}
+    assert plan.resolved.profile.vllm.kv_transfer.connector == "LMCacheConnectorV1"
+    # The key no pass reads is named; the connector's memory is planned.
+    assert any("--kv-transfer-config kv_load_failure_policy" in w for w in plan.verdict.warnings)
+    assert plan.kv_connector["host_pinned_bytes_per_gpu"] == 5 * GIB
+    argv = _argv(plan)
+    assert argv.count("--kv-transfer-config") == 1  # written once, from the field
+
+
+def test_an_unknown_connector_in_extra_args_is_passed_through_and_not_modelled() -> None:
+    config = {"kv_connector": "MyConnector", "kv_role": "kv_both", "kv_connector_module_path": "my.mod"}
+    plan = _plan(extra_args=["--kv-transfer-config", json.dumps(config)])
+    assert plan.kv_connector is None and plan.resolved.profile.vllm.kv_transfer is None
+    assert any(
+        w.startswith("not-modelled: vllm.extra_args --kv-transfer-config") for w in plan.verdict.warnings
+    )
+    assert "--kv-transfer-config" in _argv(plan)

@@ -273,6 +273,7 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
     lora: dict[str, Any] = {}
     lora_on: bool | None = None
     spec: dict[str, Any] | None = None
+    kv_transfer: dict[str, Any] | None = None
     for arg in parsed:
         name = arg.flag.name
         words = [arg.option, *arg.values]
@@ -311,6 +312,22 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
                 NotModelled(flag=f"--speculative-config {key}", may_change=may_change("--speculative"))
                 for key in other
             )
+        elif name == "--kv-transfer-config":
+            from .kv_transfer import spec_from_json
+
+            if profile.vllm.kv_transfer is not None:
+                raise _conflict(("vllm", "kv_transfer"), arg.option)
+            found, other = spec_from_json(" ".join(arg.values))
+            if found is None:  # an out-of-tree or unknown connector: passed through, not modelled
+                unmodelled.append(NotModelled(flag=arg.option, may_change=may_change(arg.option)))
+                kept.extend(words)
+            else:
+                kv_transfer = found
+                modelled[arg.option] = "vllm.kv_transfer"
+                unmodelled.extend(
+                    NotModelled(flag=f"--kv-transfer-config {key}", may_change=may_change(arg.option))
+                    for key in other
+                )
         elif name == "--enable-lora":
             if profile.vllm.lora is not None:
                 raise _conflict(("vllm", "lora"), arg.option)
@@ -336,6 +353,10 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
             vllm_update["speculative"] = SpeculativeSpec.model_validate(spec)
         if lora_on:
             vllm_update["lora"] = LoraSpec.model_validate(lora)
+        if kv_transfer is not None:
+            from ..profile.v1 import KvTransferSpec
+
+            vllm_update["kv_transfer"] = KvTransferSpec.model_validate(kv_transfer)
     except ValueError as exc:
         raise ExtraArgsError(("vllm", "extra_args"), f"vllm.extra_args: {_first_error(exc)}") from None
     sections: dict[str, Any] = {}

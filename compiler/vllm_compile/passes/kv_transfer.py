@@ -75,6 +75,33 @@ class KvTransferError(ValueError):
         self.path = path
 
 
+# --kv-transfer-config keys (vllm/config/kv_transfer.py KVTransferConfig) -> vllm.kv_transfer fields.
+_JSON_FIELDS = {
+    "kv_connector": "connector",
+    "kv_role": "kv_role",
+    "kv_buffer_device": "kv_buffer_device",
+    "kv_buffer_size": "kv_buffer_size",
+    "kv_connector_extra_config": "kv_connector_extra_config",
+    "kv_connector_module_path": "kv_connector_module_path",
+}
+# Keys that identify or place an engine, not size it: read as neutral.
+_JSON_NEUTRAL = {"engine_id", "kv_rank", "kv_parallel_size", "kv_ip", "kv_port"}
+
+
+def spec_from_json(raw: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """A --kv-transfer-config value as vllm.kv_transfer fields, and the keys no pass models; None where
+    the connector is not one vLLM registers (it is passed through and reported as not modelled)."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        return None, []
+    if not isinstance(data, dict) or data.get("kv_connector") not in CONNECTOR_SINCE:
+        return None, []
+    spec = {_JSON_FIELDS[k]: v for k, v in data.items() if k in _JSON_FIELDS}
+    other = sorted(k for k in data if k not in _JSON_FIELDS and k not in _JSON_NEUTRAL)
+    return spec, other
+
+
 def _vkey(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split(".")[:3])
 
