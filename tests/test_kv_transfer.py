@@ -203,3 +203,14 @@ def test_an_unknown_connector_in_extra_args_is_passed_through_and_not_modelled()
         w.startswith("not-modelled: vllm.extra_args --kv-transfer-config") for w in plan.verdict.warnings
     )
     assert "--kv-transfer-config" in _argv(plan)
+
+
+def test_offloading_flags_in_extra_args_are_read_into_kv_offload() -> None:
+    plan = _plan(extra_args=["--kv-offloading-size", "32", "--kv-offloading-backend", "native"])
+    assert plan.resolved.profile.vllm.kv_offload.size_gib == 32
+    assert plan.kv_connector["host_pinned_gib_per_pod"] == 32.0
+    argv = _argv(plan)
+    assert argv.count("--kv-offloading-size") == 1 and vllm_flags.check_args("0.12.0", argv) == []
+    alone = _plan(extra_args=["--kv-offloading-backend", "native"])
+    assert alone.kv_connector is None
+    assert any("not-modelled: vllm.extra_args --kv-offloading-backend" in w for w in alone.verdict.warnings)

@@ -274,6 +274,8 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
     lora_on: bool | None = None
     spec: dict[str, Any] | None = None
     kv_transfer: dict[str, Any] | None = None
+    offload: dict[str, Any] = {}
+    offload_words: dict[str, list[str]] = {}
     for arg in parsed:
         name = arg.flag.name
         words = [arg.option, *arg.values]
@@ -312,6 +314,13 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
                 NotModelled(flag=f"--speculative-config {key}", may_change=may_change("--speculative"))
                 for key in other
             )
+        elif name in ("--kv-offloading-size", "--kv-offloading-backend"):
+            if profile.vllm.kv_offload is not None:
+                raise _conflict(("vllm", "kv_offload"), arg.option)
+            key = "size_gib" if name == "--kv-offloading-size" else "backend"
+            offload[key] = float(arg.values[0]) if key == "size_gib" else arg.values[0]
+            offload_words[key] = words
+            modelled[arg.option] = f"vllm.kv_offload.{key}"
         elif name == "--kv-transfer-config":
             from .kv_transfer import spec_from_json
 
@@ -347,6 +356,12 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
         else:
             unmodelled.append(NotModelled(flag=arg.option, may_change=may_change(arg.option)))
             kept.extend(words)
+    if offload and "size_gib" not in offload:  # a backend without a size: vLLM offloads nothing
+        for flag in [f for f, field in modelled.items() if field.startswith("vllm.kv_offload")]:
+            del modelled[flag]
+            unmodelled.append(NotModelled(flag=flag, may_change=may_change(flag)))
+        kept.extend(offload_words["backend"])
+        offload = {}
     vllm_update = dict(updates["vllm"])
     try:
         if spec is not None:
@@ -357,6 +372,10 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
             from ..profile.v1 import KvTransferSpec
 
             vllm_update["kv_transfer"] = KvTransferSpec.model_validate(kv_transfer)
+        if offload:
+            from ..profile.v1 import KvOffloadSpec
+
+            vllm_update["kv_offload"] = KvOffloadSpec.model_validate(offload)
     except ValueError as exc:
         raise ExtraArgsError(("vllm", "extra_args"), f"vllm.extra_args: {_first_error(exc)}") from None
     sections: dict[str, Any] = {}
