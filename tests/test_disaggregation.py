@@ -284,3 +284,13 @@ def test_nixl_before_its_release_is_refused_at_the_field() -> None:
     data = _profile(vllm={"version": "0.8.5"})
     with pytest.raises(Exception, match="no NixlConnector"):
         api.plan_profile(api.load_profile_dict(data), name="pd")
+
+
+def test_pools_are_not_judged_on_the_slo_as_if_each_served_whole_requests() -> None:
+    data = _profile(
+        workload={"prompt_tokens": 2048, "gen_tokens": 256, "concurrency": 32, "slo": {"itl_ms": 14}}
+    )
+    plan = api.plan_profile(api.load_profile_dict(data), name="pd")
+    # The SLO is the split layout's (disaggregation.comparison), not advice inside each pool's verdict.
+    assert not any("SLO" in w for w in plan.verdict.warnings)
+    assert plan.disaggregation["disaggregated"]["slo_met"] is True

@@ -618,12 +618,14 @@ def _summary_from_lock(lock: dict[str, Any]) -> dict[str, Any]:
     """What the one-line report and the policy need, kept in the lock so an unchanged profile is not re-read."""
     engine, verdict, kv = lock["engine"], lock["verdict"], lock["memory"]["kv_cache"]
     gpu = lock["resolved"]["gpu"]
+    gpus = engine["tensor_parallel_size"] * engine["pipeline_parallel_size"] * engine["data_parallel_size"]
+    pools = (lock.get("disaggregation") or {}).get("pools")
+    if pools:  # a `roles:` profile: every GPU of both pools
+        gpus = sum(p["gpus_per_replica"] * (p["replicas"] if isinstance(p["replicas"], int) else 1) for p in pools.values())
     return {
         "name": lock["name"],
         "gpu": gpu["name"],
-        "gpus": engine["tensor_parallel_size"]
-        * engine["pipeline_parallel_size"]
-        * engine["data_parallel_size"],
+        "gpus": gpus,
         "starts": verdict["starts"],
         "oom_risk": verdict["oom_risk"],
         "fails_policy": verdict["fails_policy"],

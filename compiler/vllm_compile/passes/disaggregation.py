@@ -44,6 +44,10 @@ def role_profile(profile: Profile, role: str) -> Profile:
         over = getattr(spec, section).model_dump(mode="json", exclude_unset=True, by_alias=True)
         data[section] = _merge(data.get(section, {}), over)
     data.setdefault("deploy", {})["replicas"] = spec.replicas
+    # The SLO is judged on the split layout (passes/disagg_perf.py), not on each pool as if it served whole
+    # requests alone: a pool's own plan would advise against a miss that is not its own.
+    if isinstance(data.get("workload"), dict):
+        data["workload"].pop("slo", None)
     vllm = data["vllm"]
     if vllm.get("kv_transfer") is None:
         vllm["kv_transfer"] = {"connector": "NixlConnector", "kv_role": "kv_both"}
@@ -110,7 +114,7 @@ def plan_disaggregated(resolved: Resolved, plan_one: Callable[[Resolved], Plan])
             for role, p in plans.items()
         },
     }
-    workload = workload_of(decode.resolved)
+    workload = workload_of(resolved)  # the profile's workload, SLO included
     if verdict.starts and workload is not None:
         estimate = disaggregated_estimate(plans, workload, resolved.profile)
         disaggregation.update(estimate)
