@@ -294,3 +294,64 @@ def test_pools_are_not_judged_on_the_slo_as_if_each_served_whole_requests() -> N
     # The SLO is the split layout's (disaggregation.comparison), not advice inside each pool's verdict.
     assert not any("SLO" in w for w in plan.verdict.warnings)
     assert plan.disaggregation["disaggregated"]["slo_met"] is True
+
+
+def _heterogeneous(ttft_ms: float) -> dict[str, Any]:
+    """Llama 3.3 70B FP8: TP1 prefill engines on H200, one TP4 decode engine, over InfiniBand."""
+    return {
+        "profile_version": 1,
+        "model": {"id": "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "max_model_len": 16384},
+        "hardware": {"gpu_name": "H200", "gpus": 1, "interconnect": "infiniband"},
+        "workload": {
+            "prompt_tokens": 8192,
+            "gen_tokens": 1024,
+            "request_rate": 2,
+            "slo": {"ttft_ms_p99": ttft_ms, "itl_ms": 40},
+        },
+        "vllm": {"version": "0.12.0"},
+        "roles": {
+            "prefill": {"parallelism": {"tensor_parallel_size": 1}, "replicas": "auto"},
+            "decode": {
+                "hardware": {"gpus": 4},
+                "parallelism": {"tensor_parallel_size": 4},
+                "replicas": "auto",
+            },
+        },
+    }
+
+
+def test_auto_prefill_replicas_meet_the_ttft_slo_when_it_can_be_met() -> None:
+    d = api.plan_profile(api.load_profile_dict(_heterogeneous(6000)), name="het").disaggregation
+    assert d["disaggregated"]["ttft_ms"] <= 6000 and d["disaggregated"]["slo_met"]
+    # InfiniBand NDR: 50 GB/s per GPU x 0.8; 8192 tokens x 327680 B (80 layers x 8 KV heads x 128 x 2 x 2 B).
+    assert d["kv_transfer"]["bytes_per_request"] == 8192 * 327680
+    assert d["kv_transfer"]["ms"] == pytest.approx(0.5 + 8192 * 327680 / 40e9 * 1e3, rel=1e-3)
+    fewer = api.plan_profile(api.load_profile_dict(_heterogeneous(12000)), name="het").disaggregation
+    assert fewer["replicas"]["prefill"] < d["replicas"]["prefill"]
+
+
+def test_a_ttft_slo_below_one_prefill_does_not_buy_engines_in_vain() -> None:
+    d = api.plan_profile(api.load_profile_dict(_heterogeneous(3000)), name="het").disaggregation
+    assert d["prefill"]["ms_per_prompt"] > 3000
+    rate, cap = 2, d["prefill"]["requests_per_s_per_replica"]
+    assert d["replicas"]["prefill"] == int(rate // cap) + 1  # just a stable queue
+    # The aggregated layout on the same GPUs cannot keep up with the rate: sustaining it decides.
+    assert d["aggregated"]["saturated"] and not d["disaggregated"]["saturated"]
+    assert (
+        d["comparison"]["basis"] == "sustains the request rate"
+        and d["comparison"]["winner"] == "disaggregated"
+    )
+
+
+def test_auto_replicas_reach_the_artifacts() -> None:
+    plan = api.plan_profile(api.load_profile_dict(_heterogeneous(6000)), name="het")
+    wanted = plan.disaggregation["replicas"]
+    files = render_artifacts(plan, ["k8s", "helm"])
+    for role in ("prefill", "decode"):
+        (dep,) = checks.load_docs(files[f"k8s/{role}-deployment.yaml"])
+        assert dep["spec"]["replicas"] == wanted[role]
+        assert yaml.safe_load(files["llm-d-values.yaml"])[role]["replicas"] == wanted[role]
+    from vllm_compile.render import RenderError
+
+    with pytest.raises(RenderError, match="one node"):  # 10 x 1 + 1 x 4 GPUs do not fit one 8-GPU node
+        render_artifacts(plan, ["compose"])

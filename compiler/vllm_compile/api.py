@@ -621,7 +621,10 @@ def _summary_from_lock(lock: dict[str, Any]) -> dict[str, Any]:
     gpus = engine["tensor_parallel_size"] * engine["pipeline_parallel_size"] * engine["data_parallel_size"]
     pools = (lock.get("disaggregation") or {}).get("pools")
     if pools:  # a `roles:` profile: every GPU of both pools
-        gpus = sum(p["gpus_per_replica"] * (p["replicas"] if isinstance(p["replicas"], int) else 1) for p in pools.values())
+        gpus = sum(
+            p["gpus_per_replica"] * (p["replicas"] if isinstance(p["replicas"], int) else 1)
+            for p in pools.values()
+        )
     return {
         "name": lock["name"],
         "gpu": gpu["name"],

@@ -34,6 +34,9 @@ def role_contexts(plan: Plan, targets: list[str]) -> dict[str, Context]:
     out: dict[str, Context] = {}
     for role, p in plan.roles.items():
         ctx = context.build(p, targets)
+        planned = ((plan.disaggregation or {}).get("replicas") or {}).get(role)
+        if isinstance(planned, int):  # `replicas: auto`: what the prefill:decode ratio needs
+            ctx.replicas = planned
         if ctx.spans_nodes:
             raise RenderError(
                 f"roles.{role}: one {role} engine spans {ctx.nodes} nodes; disaggregated artifacts are "

@@ -162,6 +162,33 @@ def _solve(
     }
 
 
+MAX_AUTO_PREFILL = 256  # replicas `auto` may pick for one decode pool (a bound, not a recommendation)
+
+
+def _prefill_replicas(load: float, prefill_s: float, cap: float, rest_s: float, workload: Workload) -> int:
+    """Prefill engines for `load` requests/s: enough to keep the queue stable, then enough for the TTFT
+    SLO where one is set (the M/D/1 wait shrinks as engines are added; the prompt's own prefill,
+    the transfer and the first decode step do not)."""
+    rp = max(1, math.floor(load / cap) + 1)
+    slo = workload.slo
+    targets = [t for t in (slo.ttft_ms_p50, slo.ttft_ms_p90, slo.ttft_ms_p99) if t is not None]
+    if not targets:
+        return rp
+    target_s = min(targets) / 1e3
+
+    def ttft(n: int) -> float:
+        rho = load / (n * cap)
+        return rho / (2 * (1 - rho)) * prefill_s + prefill_s + rest_s
+
+    if prefill_s + rest_s >= target_s:
+        return (
+            rp  # the prompt's own prefill misses the SLO: more engines only shorten a queue it does not have
+        )
+    while rp < MAX_AUTO_PREFILL and ttft(rp) > target_s:
+        rp += 1
+    return rp
+
+
 def _pct(a: float, b: float) -> float:
     return stable_float(100.0 * (a - b) / b, 3) if b else 0.0
 
@@ -189,7 +216,10 @@ def disaggregated_estimate(plans: dict[str, Plan], workload: Workload, profile: 
     if load is None:
         load = (workload.concurrency or 1) / (prefill_s + transfer_s + gen * itl(slo_limit))
     rd = wanted["decode"] if isinstance(wanted["decode"], int) else max(1, math.ceil(load / decode_cap))
-    rp = wanted["prefill"] if isinstance(wanted["prefill"], int) else max(1, math.ceil(load / prefill_cap))
+    if isinstance(wanted["prefill"], int):
+        rp = wanted["prefill"]
+    else:
+        rp = _prefill_replicas(load, prefill_s, prefill_cap, transfer_s + itl(slo_limit), workload)
     split = _solve(
         concurrency=workload.concurrency if workload.request_rate is None else None,
         rate=workload.request_rate,
@@ -224,6 +254,7 @@ def disaggregated_estimate(plans: dict[str, Plan], workload: Workload, profile: 
         "decode_batch": stable_float(split["decode_batch"]),
         "slo_met": (not misses) if workload.slo.any else None,
         "slo_missed": misses,
+        "saturated": bool(split["saturated"]),
     }
     aggregated = _aggregated(dec, workload, gpus)
     comparison = _compare(aggregated, disaggregated, workload)
@@ -275,23 +306,43 @@ def _aggregated(dec: Plan, workload: Workload, gpus: int) -> dict[str, Any]:
             update={"concurrency": max(1, math.ceil((workload.concurrency or 1) / n))}
         )
     est = estimate(resolved, dec.engine, dec.memory, workload)
+    saturated = any("exceeds its capacity" in x for x in est.notes)  # perf.estimate's note past capacity
     out_tok = est.output_tok_s.value * n
+    rps = est.request_rps.value * n
+    if workload.request_rate is not None and not saturated:
+        # A stable open loop delivers the offered rate (the simulation's window measures it with noise).
+        rps = workload.request_rate
+        out_tok = rps * workload.gen.mean
     return {
         "replicas": n,
         "gpus": n * dec.engine.total_gpus,
         "ttft_ms": est.ttft_ms.value,
         "itl_ms": est.itl_ms.value,
         "e2e_s": est.e2e_latency_s.value,
-        "request_rps": stable_float(est.request_rps.value * n),
+        "request_rps": stable_float(rps),
         "output_tok_s": stable_float(out_tok),
         "output_tok_s_per_gpu": stable_float(out_tok / (n * dec.engine.total_gpus)),
         "slo_met": est.slo_met,
         "slo_missed": [x.removeprefix("SLO missed: ") for x in est.notes if x.startswith("SLO missed")],
+        "saturated": saturated,
     }
 
 
 def _compare(agg: dict[str, Any], dis: dict[str, Any], workload: Workload) -> dict[str, Any]:
     """Which layout wins for the workload and its SLO, and by how much."""
+    rate = workload.request_rate
+    if rate is not None:
+        keeps = {name: not x["saturated"] for name, x in (("aggregated", agg), ("disaggregated", dis))}
+        if keeps["aggregated"] != keeps["disaggregated"]:
+            winner = "aggregated" if keeps["aggregated"] else "disaggregated"
+            loser = "disaggregated" if winner == "aggregated" else "aggregated"
+            return {
+                "winner": winner,
+                "basis": "sustains the request rate",
+                "by_pct": None,
+                "text": f"{winner} sustains {rate:g} requests/s; {loser} saturates at "
+                f"{(agg if loser == 'aggregated' else dis)['request_rps']:.2f}/s (its queue grows without bound)",
+            }
     if workload.slo.any and agg["slo_met"] != dis["slo_met"]:
         winner = "disaggregated" if dis["slo_met"] else "aggregated"
         loser = "aggregated" if winner == "disaggregated" else "disaggregated"
