@@ -355,3 +355,15 @@ def test_auto_replicas_reach_the_artifacts() -> None:
 
     with pytest.raises(RenderError, match="one node"):  # 10 x 1 + 1 x 4 GPUs do not fit one 8-GPU node
         render_artifacts(plan, ["compose"])
+
+
+def test_a_roles_error_points_at_the_roles_field(tmp_path: Path) -> None:
+    data = _profile()
+    data["roles"]["prefill"]["parallelism"]["tensor_parallel_size"] = 3  # 8 KV heads: TP 3 cannot shard
+    path = tmp_path / "pd.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = api.compile_paths([path], out_dir=tmp_path / "out")
+    (diag,) = [d for item in result.results for d in item.diagnostics if d.severity == "error"]
+    line = path.read_text().splitlines()[diag.line - 1]
+    assert "tensor_parallel_size: 3" in line and "tensor_parallel_size=3" in diag.message
+    assert result.exit_code == 2

@@ -68,12 +68,14 @@ def resolve(
             raise ResolveError(("workload", "trace"), str(exc)) from exc
     roles = None
     if given.roles is not None:  # each pool resolved as an ordinary profile (passes/disaggregation.py)
-        from .passes.disaggregation import role_profiles
+        from .passes.disaggregation import in_role, role_profiles
 
-        roles = {
-            role: resolve(derived, f"{name}-{role}", locked_model=locked_model, base_dir=base_dir)
-            for role, derived in role_profiles(given).items()
-        }
+        roles = {}
+        for role, derived in role_profiles(given).items():
+            try:
+                roles[role] = resolve(derived, f"{name}-{role}", locked_model=locked_model, base_dir=base_dir)
+            except ResolveError as exc:
+                raise in_role(exc, given, role) from None
     return Resolved(
         name=name,
         profile=profile,

@@ -63,6 +63,26 @@ def role_profiles(profile: Profile) -> dict[str, Profile]:
     return {role: role_profile(profile, role) for role in ROLES}
 
 
+def role_path(profile: Profile, role: str, path: tuple[str, ...]) -> tuple[str, ...]:
+    """The profile field a role's error is about: inside the role where the role sets that section
+    (diagnostics walk up to the nearest field the file has), else the profile's own field."""
+    assert profile.roles is not None
+    given = getattr(profile.roles, role).model_dump(exclude_unset=True)
+    if path[:2] == ("deploy", "replicas"):
+        return ("roles", role, "replicas")
+    if path and path[0] in given:
+        return ("roles", role, *path)
+    return path
+
+
+def in_role(exc: Exception, profile: Profile, role: str) -> Exception:
+    """`exc` (a ResolveError / SettingsError with a `path`) pointed at the role's field where it has one."""
+    path = getattr(exc, "path", None)
+    if isinstance(path, tuple):
+        exc.path = role_path(profile, role, path)  # type: ignore[attr-defined]
+    return exc
+
+
 def connector_of(profile: Profile) -> KvTransferSpec | None:
     return profile.vllm.kv_transfer
 
@@ -93,7 +113,10 @@ def plan_disaggregated(resolved: Resolved, plan_one: Callable[[Resolved], Plan])
     plans: dict[str, Plan] = {}
     for role in ROLES:
         # A pool's own estimate would treat it as an aggregated engine: the split layout is estimated below.
-        plan = plan_one(resolved.roles[role])
+        try:
+            plan = plan_one(resolved.roles[role])
+        except ValueError as exc:  # SettingsError: at the role's field where the role sets it
+            raise in_role(exc, resolved.profile, role) from None
         plans[role] = plan.model_copy(
             update={"performance": None, "cluster": None, "cost": None, "layouts": []}
         )
