@@ -214,3 +214,10 @@ def test_offloading_flags_in_extra_args_are_read_into_kv_offload() -> None:
     alone = _plan(extra_args=["--kv-offloading-backend", "native"])
     assert alone.kv_connector is None
     assert any("not-modelled: vllm.extra_args --kv-offloading-backend" in w for w in alone.verdict.warnings)
+
+
+def test_report_shows_the_connector_and_its_host_memory() -> None:
+    text = render_artifacts(_plan(kv_offload={"size_gib": 16}), ["report"])["REPORT.md"]
+    assert "## KV connector" in text and "pinned host memory 16.00 GiB per pod" in text
+    plain = render_artifacts(_plan(), ["report"])["REPORT.md"]
+    assert "## KV connector" not in plain

@@ -98,6 +98,7 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
         charts = [{"file": f, "title": titles[f]} for f in chart_files(plan)]
     return {
         "features": features,
+        "kv_connector": _connector(plan),
         "extra_args": extra_args,
         "charts": {c["file"]: c["title"] for c in charts},
         "layouts": _layouts(plan),
@@ -344,3 +345,25 @@ def _figures(layout: dict[str, Any]) -> dict[str, Any]:
         out[key] = f"{layout[key]:.{digits}f}"
     out["slo_met"] = {True: "yes", False: "NO", None: "no SLO"}[layout["slo_met"]]
     return out
+
+
+def _connector(plan: Plan) -> dict[str, Any] | None:
+    """The KV connector's memory rows (passes/kv_transfer.py), when the profile has one."""
+    kv = plan.kv_connector
+    if kv is None:
+        return None
+    return {
+        "config": md(kv["kv_transfer_config"]),
+        "host_gib": f"{kv['host_pinned_gib_per_pod']:.2f}",
+        "gpus_per_pod": kv["gpus_per_pod"],
+        "rows": [
+            {
+                "connector": md(c["connector"]),
+                "gpu": _gib(c["gpu_bytes_per_gpu"]),
+                "host": _gib(c["host_pinned_bytes_per_gpu"]),
+                "detail": md(c["detail"]),
+            }
+            for c in kv["connectors"]
+        ],
+        "not_modelled": [md(x) for x in kv["not_modelled"]],
+    }
