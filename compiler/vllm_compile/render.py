@@ -221,12 +221,13 @@ def _render_roles(plan: Plan, targets: list[str]) -> dict[str, str]:
         for path, obj in pd.k8s_objects(plan, ctxs, proxy).items():
             out[path] = render_template("k8s/deployment.yaml.j2", **common, obj=obj)
     if "helm" in targets:
+        values = pd.llmd_values(plan, ctxs)
         out["llm-d-values.yaml"] = render_template(
             "llm-d-values.yaml.j2",
             **common,
-            values=pd.llmd_values(plan, ctxs),
+            values=values,
             chart_version=pd.LLMD_CHART_VERSION,
-            connector=pd.llmd_values(plan, ctxs)["routing"]["proxy"]["connector"],
+            connector=values["routing"]["proxy"]["connector"],
         )
         out["helm-values.yaml"] = render_template(
             "helm-values-pd.yaml.j2", **common, values=pd.production_stack_values(plan, ctxs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..facts import vllm_flags
 from ..passes.kv_transfer import NIXL_SIDE_CHANNEL_PORT
 from ..plan import Plan
 from . import compose, context, helm, kube
@@ -62,7 +63,7 @@ def _uses_nixl(plan: Plan) -> bool:
 def compose_file(plan: Plan, ctxs: dict[str, Context]) -> dict[str, Any]:
     pre, dec = ctxs["prefill"], ctxs["decode"]
     gpus_needed = pre.gpus_per_replica * pre.replicas + dec.gpus_per_replica * dec.replicas
-    per_node = context.vllm_flags.gpus_per_node(plan.roles["decode"])  # type: ignore[index]
+    per_node = vllm_flags.gpus_per_node(plan.roles["decode"])  # type: ignore[index]
     if gpus_needed > per_node:
         raise RenderError(
             f"docker-compose.yaml holds one node: the pools need {gpus_needed} GPUs, the node has {per_node}; "

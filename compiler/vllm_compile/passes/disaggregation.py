@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..plan import Plan, Resolved, Verdict
-from ..profile.v1 import KvTransferSpec, Profile
+from ..profile.v1 import Profile
 
 ROLES = ("prefill", "decode")
 # kv_role per role for connectors with a direction (P2pNcclConnector, LMCache P/D: kv_producer sends,
@@ -81,10 +81,6 @@ def in_role(exc: Exception, profile: Profile, role: str) -> Exception:
     if isinstance(path, tuple):
         exc.path = role_path(profile, role, path)  # type: ignore[attr-defined]
     return exc
-
-
-def connector_of(profile: Profile) -> KvTransferSpec | None:
-    return profile.vllm.kv_transfer
 
 
 def combined_verdict(plans: dict[str, Plan]) -> Verdict:
