@@ -367,3 +367,12 @@ def test_a_roles_error_points_at_the_roles_field(tmp_path: Path) -> None:
     line = path.read_text().splitlines()[diag.line - 1]
     assert "tensor_parallel_size: 3" in line and "tensor_parallel_size=3" in diag.message
     assert result.exit_code == 2
+
+
+def test_plan_command_says_both_pools_and_the_comparison(capsys: pytest.CaptureFixture[str]) -> None:
+    from vllm_compile.cli import main
+
+    assert main(["plan", "--profile", str(PD_PROFILE), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["disaggregation"]["pools"]) == {"prefill", "decode"}
+    assert out["disaggregation"]["comparison"]["winner"] in ("aggregated", "disaggregated")
