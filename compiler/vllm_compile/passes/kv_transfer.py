@@ -365,6 +365,11 @@ def plan_connector(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan)
         parts = _memory_of(
             spec.connector, dict(spec.kv_connector_extra_config), top, memory, engine, unmodelled
         )
+    if any(p.connector in ("OffloadingConnector", "LMCacheConnectorV1") for p in parts):
+        unmodelled.append(
+            "CPU-tier hits in the performance estimate (prompts served from offloaded blocks skip their "
+            "prefill; workload.prefix_reuse is the share of prompt tokens the estimate takes from a cache)"
+        )
     per_gpu = sum(p.host_pinned_bytes_per_gpu for p in parts)
     per_node = resolved.profile.hardware.gpus_per_node or resolved.gpu.gpus_per_node
     per_pod = min(engine.total_gpus, per_node)
