@@ -34,10 +34,12 @@ from vllm_compile.resolve import resolve  # noqa: E402
 from vllm_compile.units import GIB  # noqa: E402
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "memory_observations.yaml"
+# Disaggregated prefill/decode and KV-connector start-ups (public logs, quoted), printed on their own.
+PD_OBSERVATIONS = Path(__file__).resolve().parent / "data" / "pd_observations.yaml"
 
 # The log names the GPU loosely; the catalog name it resolves to.
 _GPU_NAMES = [
-    ("H100", "H100"), ("A100", "A100 80GB"), ("RTX 4090", "RTX 4090"), ("4090", "RTX 4090"), ("L40S", "L40S"),
+    ("H200", "H200"), ("H100", "H100"), ("A100", "A100 80GB"), ("RTX 4090", "RTX 4090"), ("4090", "RTX 4090"), ("L40S", "L40S"),
     ("RTX 4060", "RTX 4060"), ("T4", "T4"), ("A6000", "RTX A6000"), ("RTX 5090", "RTX 5090"),
 ]  # fmt: skip
 
@@ -93,6 +95,12 @@ def _profile(entry: dict[str, Any], version: str) -> dict[str, Any]:
         vllm["kv_cache_dtype"] = entry["kv_cache_dtype"]
     if entry.get("enforce_eager") is not None:
         vllm["enforce_eager"] = entry["enforce_eager"]
+    kv = entry.get("kv_transfer")
+    if kv:  # the engine's --kv-transfer-config (P/D and KV-connector entries)
+        vllm["kv_transfer"] = {
+            "connector": kv["kv_connector"],
+            **({"kv_role": kv["kv_role"]} if kv.get("kv_role") else {}),
+        }
     # Serving features the log shows: an entry's own keys, or limit_mm_per_prompt in its non-default args.
     for key in ("speculative", "lora", "limit_mm_per_prompt"):
         if entry.get(key) is not None:
@@ -249,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         default=WIDE_EP_FILE,
         help="wide-EP observations, printed as their own section",
     )
+    parser.add_argument("--pd-file", type=Path, default=PD_OBSERVATIONS)
     args = parser.parse_args(argv)
     if not args.file.exists():
         print(f"no calibration file at {args.file}", file=sys.stderr)
@@ -263,8 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = [evaluate(e) for e in entries]
     wide_rows = [evaluate(e) for e in wide_entries]
+    pd_entries = (
+        yaml.safe_load(args.pd_file.read_text(encoding="utf-8"))["observations"]
+        if args.pd_file.exists()
+        else []
+    )
+    pd_rows = [{**evaluate(e), "role": e.get("role", "")} for e in pd_entries]
     if args.json:
-        print(json.dumps(rows + wide_rows, indent=2, sort_keys=True, default=str))
+        print(
+            json.dumps({"rows": rows + wide_rows, "pd_rows": pd_rows}, indent=2, sort_keys=True, default=str)
+        )
         return 0
     _table(rows)
     _summary(rows)
@@ -275,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         _table(wide)
         _wide_ep_summary(wide)
     _buffer_check(buffers)
+    if pd_rows:
+        print()
+        print(f"P/D AND KV-CONNECTOR ENTRIES ({args.pd_file.name}: disaggregated prefill/decode, LMCache)")
+        _table(pd_rows)
+        _pd_summary(pd_rows)
     return 0
 
 
@@ -292,6 +314,19 @@ def _buffer_check(buffers: list[dict[str, Any]]) -> None:
         print(
             f"SUMMARY wide EP buffer {b['id']} ({b['source']}): planned/observed GiB {cells}; worst {worst:.3f} GiB"
         )
+
+
+def _pd_summary(rows: list[dict[str, Any]]) -> None:
+    ok = [r for r in rows if "error" not in r and r["kv_gib"][1] is not None and not r["failed"]]
+    errs = [abs(_pct(r["kv_gib"]) or 0) for r in ok]
+    tok = [abs(_pct(r["tokens"]) or 0) for r in ok if r["tokens"][1]]
+    failures = [r for r in rows if "error" not in r and r["failed"]]
+    print()
+    print(
+        f"SUMMARY P/D entries: KV GiB MAE {sum(errs) / max(1, len(errs)):.2f}% over {len(errs)} "
+        f"({', '.join(r['id'] for r in ok)}); KV tokens MAE {sum(tok) / max(1, len(tok)):.2f}% over {len(tok)}; "
+        f"start-up failures predicted as not starting: {sum(not r['starts'] for r in failures)}/{len(failures)}"
+    )
 
 
 def _table(rows: list[dict[str, Any]]) -> None:

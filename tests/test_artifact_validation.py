@@ -176,12 +176,17 @@ def test_bundled_profiles_render_valid_artifacts(path: Path, tmp_path: Path) -> 
     plan = api.plan_profile(loaded.profile, name=loaded.name, base_dir=path.parent)
     files = render_artifacts(plan, [t for t in TARGETS if t != "lws" or plan.engine.gpus_per_replica > 8])
     version = plan.resolved.vllm.version
-    argv = checks.serve_argv(files["serve.sh"])
-    assert vllm_flags.check_args(version, argv[3:]) == []
     fs = vllm_flags.flag_set(version)
-    assert all(f"--{k}" in fs.strings for k in yaml.safe_load(files["vllm-config.yaml"]))
-    (tmp_path / "serve.sh").write_text(files["serve.sh"])
-    assert checks.shellcheck_errors(tmp_path / "serve.sh") == []
+    # One engine: serve.sh; a `roles:` profile: prefill/serve.sh and decode/serve.sh.
+    scripts = [rel for rel in files if rel.endswith("serve.sh")]
+    assert scripts
+    for rel in scripts:
+        argv = checks.serve_argv(files[rel])
+        assert vllm_flags.check_args(version, argv[3:]) == []
+        config = yaml.safe_load(files[rel.replace("serve.sh", "vllm-config.yaml")])
+        assert all(f"--{k}" in fs.strings for k in config)
+        (tmp_path / "serve.sh").write_text(files[rel])
+        assert checks.shellcheck_errors(tmp_path / "serve.sh") == []
     if "docker-compose.yaml" in files:
         assert checks.compose_errors(files["docker-compose.yaml"]) == []
     if "helm-values.yaml" in files:  # not written for Ray-less multi-node DP (artifacts/dp_launch.py)

@@ -84,6 +84,10 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
     from .passes.settings import decide_engine
     from .passes.workload import workload_of
 
+    if resolved.roles:  # disaggregated prefill/decode: two ordinary plans, then passes/disaggregation.py
+        from .passes.disaggregation import plan_disaggregated
+
+        return plan_disaggregated(resolved, lambda role: plan_resolved(role, calibration))
     engine, decisions = decide_engine(resolved)
     decisions = annotate_decisions(resolved, decisions)
     workload = workload_of(resolved)
@@ -109,6 +113,11 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
             memory, applied = apply_calibration(resolved, engine, memory, record, files[id(record)])
             used = [applied]
     verdict = with_unmodelled(resolved, judge(resolved, engine, memory))
+    from .passes import kv_transfer
+
+    connector = kv_transfer.plan_connector(resolved, engine, memory)
+    if connector is not None:
+        verdict = kv_transfer.apply(resolved, connector, verdict)
     if graphs is not None and graphs.warnings and verdict.starts:
         verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *graphs.warnings]})
     layouts = plan_layouts(resolved, engine, decisions, workload, searched, _price_per_gpu_hour(resolved))
@@ -141,6 +150,7 @@ def plan_resolved(resolved: Resolved, calibration: Sequence[Any] = ()) -> Plan:
         cost=cost.model_dump(mode="json") if cost is not None else None,
         cuda_graphs=graphs.model_dump(mode="json") if graphs is not None else None,
         layouts=layouts,
+        kv_connector=connector.model_dump(mode="json") if connector is not None else None,
     )
     from .passes.speculative_advice import advise
 
@@ -621,12 +631,17 @@ def _summary_from_lock(lock: dict[str, Any]) -> dict[str, Any]:
     """What the one-line report and the policy need, kept in the lock so an unchanged profile is not re-read."""
     engine, verdict, kv = lock["engine"], lock["verdict"], lock["memory"]["kv_cache"]
     gpu = lock["resolved"]["gpu"]
+    gpus = engine["tensor_parallel_size"] * engine["pipeline_parallel_size"] * engine["data_parallel_size"]
+    pools = (lock.get("disaggregation") or {}).get("pools")
+    if pools:  # a `roles:` profile: every GPU of both pools
+        gpus = sum(
+            p["gpus_per_replica"] * (p["replicas"] if isinstance(p["replicas"], int) else 1)
+            for p in pools.values()
+        )
     return {
         "name": lock["name"],
         "gpu": gpu["name"],
-        "gpus": engine["tensor_parallel_size"]
-        * engine["pipeline_parallel_size"]
-        * engine["data_parallel_size"],
+        "gpus": gpus,
         "starts": verdict["starts"],
         "oom_risk": verdict["oom_risk"],
         "fails_policy": verdict["fails_policy"],

@@ -118,7 +118,40 @@ def build_lock(
         lock["performance"] = {"estimate": True, **plan.performance.model_dump(mode="json")}
     if plan.calibration:
         lock["calibration"] = plan.calibration
+    if plan.kv_connector is not None:
+        lock["kv_connector"] = plan.kv_connector
+    if (
+        plan.roles
+    ):  # disaggregated prefill/decode: both engines (the top-level sections are the decode pool's)
+        lock["roles"] = {role: _role_lock(p) for role, p in plan.roles.items()}
+        lock["disaggregation"] = {"estimate": True, **(plan.disaggregation or {})}
     return normalise(lock)
+
+
+def _role_lock(plan: Plan) -> dict[str, Any]:
+    """One pool of a `roles:` profile, in the lock's own section shapes."""
+    memory = plan.memory
+    out: dict[str, Any] = {
+        "name": plan.resolved.name,
+        "gpu": plan.resolved.gpu.model_dump(mode="json"),
+        "replicas": plan.resolved.profile.deploy.replicas,
+        "settings": {name: d.model_dump(mode="json") for name, d in plan.decisions.items()},
+        "engine": plan.engine.model_dump(mode="json"),
+        "memory": {
+            "binding_gpu_gib": _binding_gib(plan),
+            "binding_pp_rank": memory.binding_pp_rank,
+            "per_gpu": [r.model_dump(mode="json") for r in memory.ranks],
+            "kv_cache": memory.kv.model_dump(mode="json"),
+            "largest_max_model_len": memory.largest_max_model_len,
+            "assumptions": memory.assumptions,
+        },
+        "verdict": plan.verdict.model_dump(mode="json"),
+    }
+    if plan.kv_connector is not None:
+        out["kv_connector"] = plan.kv_connector
+    if plan.cuda_graphs is not None:
+        out["cuda_graphs"] = plan.cuda_graphs
+    return out
 
 
 def _binding_gib(plan: Plan) -> dict[str, float]:

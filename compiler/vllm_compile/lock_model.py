@@ -23,6 +23,7 @@ from .facts.gpu_spec import GpuSpec
 from .facts.model_facts import ModelFacts
 from .facts.vllm_version import VllmVersion
 from .passes.cluster import ClusterPlan
+from .passes.kv_transfer import KvConnectorPlan
 from .plan import Decision, EngineConfig, KvCachePlan, PerfEstimate, RankMemory, Risk, Verdict
 
 LOCK_SCHEMA_ID = "https://github.com/vllm-compile/vllm-compile/raw/main/schemas/lock.v1.schema.json"
@@ -117,6 +118,19 @@ class LockV1(BaseModel):
     )
     config: dict[str, Any] | None = Field(
         default=None, description="Repository-level settings (vllm-compile.yaml) this compile used."
+    )
+    kv_connector: KvConnectorPlan | None = Field(
+        default=None, description="The KV connector: its --kv-transfer-config, memory and pinned host memory."
+    )
+    roles: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="A `roles:` profile's prefill and decode engines (settings, engine, memory, verdict, "
+        "kv_connector); the top-level sections are the decode pool's.",
+    )
+    disaggregation: dict[str, Any] | None = Field(
+        default=None,
+        description="Disaggregated serving estimate: KV transfer, prefill:decode ratio, aggregated vs "
+        "disaggregated comparison.",
     )
 
 

@@ -58,6 +58,9 @@ class Resolved(BaseModel):
     draft: DraftFacts | None = None  # speculative decoding's draft model (facts/drafts.py)
     extra_args: ExtraArgsReport = Field(default_factory=ExtraArgsReport)
     trace: Trace | None = None  # workload.trace, read at resolve time
+    roles: dict[str, Resolved] | None = (
+        None  # `roles:` profile: each pool resolved (passes/disaggregation.py)
+    )
 
 
 class Decision(BaseModel):
@@ -288,3 +291,6 @@ class Plan(BaseModel):
     cost: dict[str, Any] | None = None  # passes.cost.CostPlan, when the GPU has a price
     cuda_graphs: dict[str, Any] | None = None  # passes.capture_sizes.CapturePlan (None in eager mode)
     layouts: list[LayoutPoint] = Field(default_factory=list)  # passes.layouts: the Pareto view (not locked)
+    kv_connector: dict[str, Any] | None = None  # passes.kv_transfer.KvConnectorPlan (a KV connector is set)
+    roles: dict[str, Plan] | None = None  # `roles:` profile: the prefill and decode engine plans
+    disaggregation: dict[str, Any] | None = None  # passes.disaggregation: transfer, ratio, agg vs disagg

@@ -201,9 +201,72 @@ def render_artifacts(plan: Plan, targets: list[str]) -> dict[str, str]:
     unknown = [t for t in targets if t not in _RENDERERS]
     if unknown:
         raise RenderError(f"unknown artifact target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    if plan.roles:
+        return _render_roles(plan, targets)
     ctx = context.build(plan, targets)
     out: dict[str, str] = {}
     for target in TARGETS:
         if target in targets:
             out.update(_RENDERERS[target](plan, ctx))
+    return dict(sorted(out.items()))
+
+
+# Targets a `roles:` profile renders (artifacts/disaggregated.py); the others say why they are not written.
+ROLE_TARGETS = ("command", "vllm-config", "compose", "helm", "k8s", "report")
+
+
+def _render_roles(plan: Plan, targets: list[str]) -> dict[str, str]:
+    """A disaggregated prefill/decode plan: each pool's artifacts, the router, both charts' values."""
+    from .artifacts import disaggregated as pd
+
+    ctxs = pd.role_contexts(plan, targets)
+    common = {
+        **ctxs["decode"].common(),
+        "name": plan.resolved.name,
+        "k8s_name": context.k8s_name(plan.resolved.name),
+    }
+    out: dict[str, str] = {}
+    for role, ctx in ctxs.items():
+        role_plan = plan.roles[role]  # type: ignore[index]
+        if "command" in targets:
+            out[f"{role}/serve.sh"] = _command(role_plan, ctx)["serve.sh"]
+        if "vllm-config" in targets:
+            out[f"{role}/vllm-config.yaml"] = _vllm_config(role_plan, ctx)["vllm-config.yaml"]
+    proxy = render_template("pd-proxy.py.j2", **common)
+    if "compose" in targets or "k8s" in targets:
+        out["pd-proxy.py"] = proxy
+    if "compose" in targets:
+        data = pd.compose_file(plan, ctxs)
+        port = ctxs["decode"].port + 900
+        out["docker-compose.yaml"] = render_template(
+            "docker-compose-pd.yaml.j2", **common, compose=data, proxy_port=port
+        )
+    if "k8s" in targets:
+        for path, obj in pd.k8s_objects(plan, ctxs, proxy).items():
+            out[path] = render_template("k8s/deployment.yaml.j2", **common, obj=obj)
+    if "helm" in targets:
+        values = pd.llmd_values(plan, ctxs)
+        out["llm-d-values.yaml"] = render_template(
+            "llm-d-values.yaml.j2",
+            **common,
+            values=values,
+            chart_version=pd.LLMD_CHART_VERSION,
+            connector=values["routing"]["proxy"]["connector"],
+        )
+        out["helm-values.yaml"] = render_template(
+            "helm-values-pd.yaml.j2", **common, values=pd.production_stack_values(plan, ctxs)
+        )
+    if "report" in targets:
+        skipped = [t for t in targets if t not in ROLE_TARGETS]
+        notes = (
+            [
+                f"not generated for a `roles:` profile: {', '.join(skipped)} (the disaggregated artifacts are the "
+                "pools' serve.sh / vllm-config, docker-compose.yaml, k8s/, llm-d-values.yaml and helm-values.yaml)"
+            ]
+            if skipped
+            else []
+        )
+        out["REPORT.md"] = render_template(
+            "REPORT-pd.md.j2", **common, **report.roles_report(plan, ctxs), notes=notes
+        )
     return dict(sorted(out.items()))

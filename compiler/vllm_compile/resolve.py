@@ -35,13 +35,14 @@ def resolve(
     except ValueError as exc:
         raise ResolveError(("hardware", "gpu_name"), str(exc)) from exc
     from .passes.extra_args import ExtraArgsError, normalise
+    from .passes.kv_transfer import KvTransferError
 
     given = profile
     try:
         # Modelled extra_args flags become their fields before anything is resolved (a draft model in
         # --speculative-config resolves like speculative.model).
         profile, report = normalise(profile, version.version)
-    except ExtraArgsError as exc:
+    except (ExtraArgsError, KvTransferError) as exc:
         raise ResolveError(exc.path, str(exc)) from exc
     try:
         model = resolve_model(profile.model, locked=locked_model, base_dir=base_dir)
@@ -65,6 +66,16 @@ def resolve(
             trace = read_trace(profile.workload.trace, base_dir)
         except ValueError as exc:
             raise ResolveError(("workload", "trace"), str(exc)) from exc
+    roles = None
+    if given.roles is not None:  # each pool resolved as an ordinary profile (passes/disaggregation.py)
+        from .passes.disaggregation import in_role, role_profiles
+
+        roles = {}
+        for role, derived in role_profiles(given).items():
+            try:
+                roles[role] = resolve(derived, f"{name}-{role}", locked_model=locked_model, base_dir=base_dir)
+            except ResolveError as exc:
+                raise in_role(exc, given, role) from None
     return Resolved(
         name=name,
         profile=profile,
@@ -74,6 +85,7 @@ def resolve(
         draft=draft,
         extra_args=report,
         trace=trace,
+        roles=roles,
     )
 
 

@@ -60,6 +60,8 @@ def build(ctx: Context) -> dict[str, Any]:
         limits["memory"] = _compose_bytes(deploy.resources.memory)
     if limits:
         service["deploy"]["resources"]["limits"] = limits
+    elif ctx.memory_request:  # the KV connector's pinned host memory (passes/kv_transfer.py)
+        service["deploy"]["resources"]["reservations"]["memory"] = _compose_bytes(ctx.memory_request)
     return {"name": ctx.name, "services": {"vllm": service}, "volumes": {"hf-cache": {}}}
 
 

@@ -67,6 +67,8 @@ class Context:
     targets: list[str]
     notes: list[str] = field(default_factory=list)
     dp_layout: DpLayout | None = None  # multi-node data parallel without Ray (artifacts/dp_launch.py)
+    # Pinned host memory the KV connector needs (passes/kv_transfer.py), requested where the profile sets none.
+    memory_request: str | None = None
 
     @property
     def deploy(self) -> Any:
@@ -271,6 +273,10 @@ def build(plan: Plan, targets: list[str]) -> Context:
             "helm-values.yaml and the KServe InferenceService are not written for multi-node data parallel: "
             "the production-stack chart and KServe span nodes only over Ray; use k8s/leaderworkerset.yaml"
         )
+    if plan.kv_connector is not None and not deploy.resources.memory:
+        from ..passes.kv_transfer import KvConnectorPlan, memory_request
+
+        ctx.memory_request = memory_request(KvConnectorPlan.model_validate(plan.kv_connector))
     fs = vllm_flags.flag_set(ctx.vllm_version)
     if not fs.exact:
         ctx.notes.append(

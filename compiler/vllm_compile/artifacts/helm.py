@@ -83,6 +83,9 @@ def build(ctx: Context) -> dict[str, Any]:
         vllm_config["extraArgs"] = extra
     cpu = deploy.resources.cpu or DEFAULT_CPU
     memory = deploy.resources.memory or DEFAULT_MEMORY
+    if not deploy.resources.memory and ctx.memory_request:
+        # The KV connector's pinned host memory on top of the chart's example figure for the process.
+        memory = f"{int(DEFAULT_MEMORY[:-2]) + int(ctx.memory_request[:-2])}Gi"
     spec: dict[str, Any] = {
         "name": ctx.name,
         "repository": deploy.image,

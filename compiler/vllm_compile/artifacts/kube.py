@@ -32,6 +32,9 @@ def _gpu_resources(ctx: Context, gpus: int) -> dict[str, Any]:
     if res.memory:
         requests["memory"] = str(res.memory)
         limits["memory"] = str(res.memory)  # the page cache of loaded weights must not evict the pod
+    elif ctx.memory_request:
+        # The KV connector's pinned host memory: a request (the scheduler finds a node with it), no limit.
+        requests["memory"] = ctx.memory_request
     return {"limits": limits, "requests": requests}
 
 

@@ -98,6 +98,7 @@ def build(plan: Plan, ctx: Context) -> dict[str, Any]:
         charts = [{"file": f, "title": titles[f]} for f in chart_files(plan)]
     return {
         "features": features,
+        "kv_connector": _connector(plan),
         "extra_args": extra_args,
         "charts": {c["file"]: c["title"] for c in charts},
         "layouts": _layouts(plan),
@@ -281,4 +282,88 @@ def _layouts(plan: Plan) -> dict[str, Any] | None:
         "weighed": len(plan.layouts),
         "start": len(live),
         "searched": sum(1 for p in plan.layouts if p.searched),
+    }
+
+
+def roles_report(plan: Plan, ctxs: dict[str, Context]) -> dict[str, Any]:
+    """REPORT.md data of a `roles:` plan: each pool's memory table and the disaggregation estimate."""
+    assert plan.roles is not None
+    d = plan.disaggregation or {}
+    pools = []
+    for role, p in plan.roles.items():
+        kv = p.kv_connector or {}
+        pools.append(
+            {
+                "role": role,
+                "gpu": p.resolved.gpu.name,
+                "gpus": p.engine.total_gpus,
+                "replicas": (d.get("replicas") or {}).get(role, ctxs[role].replicas),
+                "starts": "yes" if p.verdict.starts else "NO",
+                "oom_risk": p.verdict.oom_risk,
+                "kv_tokens": p.memory.kv.tokens,
+                "host_gib": f"{kv.get('host_pinned_gib_per_pod', 0.0):.2f}",
+                "r": build(p, ctxs[role]),
+                "connectors": [
+                    {
+                        "connector": md(c["connector"]),
+                        "gpu": _gib(c["gpu_bytes_per_gpu"]),
+                        "host": _gib(c["host_pinned_bytes_per_gpu"]),
+                        "detail": md(c["detail"]),
+                    }
+                    for c in kv.get("connectors", [])
+                ],
+            }
+        )
+    est = None
+    if "comparison" in d:
+        est = {
+            "comparison": md(d["comparison"]["text"]),
+            "agg": _figures(d["aggregated"]),
+            "dis": _figures(d["disaggregated"]),
+            "kv": d["kv_transfer"],
+            "prefill": d["prefill"],
+            "decode": d["decode"],
+            "ratio": md(d["ratio"]["text"]),
+            "assumptions": [md(a) for a in d["assumptions"]],
+        }
+    v = plan.verdict
+    return {
+        "d": {"connector": d.get("connector") or "a KV connector"},
+        "pools": pools,
+        "verdict": {"reasons": [md(x) for x in v.reasons], "warnings": [md(x) for x in v.warnings]},
+        "est": est,
+    }
+
+
+_DIGITS = {"ttft_ms": 1, "itl_ms": 2, "e2e_s": 2, "output_tok_s": 0, "output_tok_s_per_gpu": 1}
+
+
+def _figures(layout: dict[str, Any]) -> dict[str, Any]:
+    """One layout's figures as the report prints them."""
+    out = dict(layout)
+    for key, digits in _DIGITS.items():
+        out[key] = f"{layout[key]:.{digits}f}"
+    out["slo_met"] = {True: "yes", False: "NO", None: "no SLO"}[layout["slo_met"]]
+    return out
+
+
+def _connector(plan: Plan) -> dict[str, Any] | None:
+    """The KV connector's memory rows (passes/kv_transfer.py), when the profile has one."""
+    kv = plan.kv_connector
+    if kv is None:
+        return None
+    return {
+        "config": md(kv["kv_transfer_config"]),
+        "host_gib": f"{kv['host_pinned_gib_per_pod']:.2f}",
+        "gpus_per_pod": kv["gpus_per_pod"],
+        "rows": [
+            {
+                "connector": md(c["connector"]),
+                "gpu": _gib(c["gpu_bytes_per_gpu"]),
+                "host": _gib(c["host_pinned_bytes_per_gpu"]),
+                "detail": md(c["detail"]),
+            }
+            for c in kv["connectors"]
+        ],
+        "not_modelled": [md(x) for x in kv["not_modelled"]],
     }

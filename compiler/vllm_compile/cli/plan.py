@@ -162,6 +162,8 @@ def plan_json(plan: Plan, *, explain: bool = False) -> dict[str, Any]:
         out["cost"] = plan.cost
     if plan.cuda_graphs is not None:
         out["cuda_graphs"] = plan.cuda_graphs
+    if plan.disaggregation is not None:  # a `roles:` profile: the memory above is the decode pool's
+        out["disaggregation"] = plan.disaggregation
     if explain:
         out["decisions"] = {k: json.loads(d.model_dump_json()) for k, d in sorted(plan.decisions.items())}
     return out
@@ -191,6 +193,16 @@ def print_human(plan: Plan, *, explain: bool = False) -> None:
         f"{e.pipeline_parallel_size}, DP {e.data_parallel_size}), vLLM {plan.resolved.vllm.version}, "
         f"{e.dtype}, KV {e.kv_cache_dtype}, max_model_len {e.max_model_len:,}"
     )
+    d = plan.disaggregation
+    if d is not None:
+        pools = ", ".join(
+            f"{role} {p['replicas']} x {p['gpus_per_replica']} {p['gpu']}" for role, p in d["pools"].items()
+        )
+        console.print(f"disaggregated prefill/decode over {d.get('connector')}: {pools}", markup=False)
+        if "comparison" in d:
+            console.print(f"  {d['comparison']['text']}", markup=False)
+            console.print(f"  {d['ratio']['text']}", markup=False)
+        console.print("the memory below is the decode pool's (REPORT.md has both pools)", markup=False)
     title = "Memory per GPU" + (
         f" (binding stage: PP rank {b.pp_rank})" if e.pipeline_parallel_size > 1 else ""
     )

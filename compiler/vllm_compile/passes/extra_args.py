@@ -279,6 +279,9 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
     lora: dict[str, Any] = {}
     lora_on: bool | None = None
     spec: dict[str, Any] | None = None
+    kv_transfer: dict[str, Any] | None = None
+    offload: dict[str, Any] = {}
+    offload_words: dict[str, list[str]] = {}
     for arg in parsed:
         name = arg.flag.name
         words = [arg.option, *arg.values]
@@ -317,6 +320,29 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
                 NotModelled(flag=f"--speculative-config {key}", may_change=may_change("--speculative"))
                 for key in other
             )
+        elif name in ("--kv-offloading-size", "--kv-offloading-backend"):
+            if profile.vllm.kv_offload is not None:
+                raise _conflict(("vllm", "kv_offload"), arg.option)
+            key = "size_gib" if name == "--kv-offloading-size" else "backend"
+            offload[key] = float(arg.values[0]) if key == "size_gib" else arg.values[0]
+            offload_words[key] = words
+            modelled[arg.option] = f"vllm.kv_offload.{key}"
+        elif name == "--kv-transfer-config":
+            from .kv_transfer import spec_from_json
+
+            if profile.vllm.kv_transfer is not None:
+                raise _conflict(("vllm", "kv_transfer"), arg.option)
+            found, other = spec_from_json(" ".join(arg.values))
+            if found is None:  # an out-of-tree or unknown connector: passed through, not modelled
+                unmodelled.append(NotModelled(flag=arg.option, may_change=may_change(arg.option)))
+                kept.extend(words)
+            else:
+                kv_transfer = found
+                modelled[arg.option] = "vllm.kv_transfer"
+                unmodelled.extend(
+                    NotModelled(flag=f"--kv-transfer-config {key}", may_change=may_change(arg.option))
+                    for key in other
+                )
         elif name == "--enable-lora":
             if profile.vllm.lora is not None:
                 raise _conflict(("vllm", "lora"), arg.option)
@@ -336,12 +362,26 @@ def normalise(profile: Profile, version: str) -> tuple[Profile, ExtraArgsReport]
         else:
             unmodelled.append(NotModelled(flag=arg.option, may_change=may_change(arg.option)))
             kept.extend(words)
+    if offload and "size_gib" not in offload:  # a backend without a size: vLLM offloads nothing
+        for flag in [f for f, field in modelled.items() if field.startswith("vllm.kv_offload")]:
+            del modelled[flag]
+            unmodelled.append(NotModelled(flag=flag, may_change=may_change(flag)))
+        kept.extend(offload_words["backend"])
+        offload = {}
     vllm_update = dict(updates["vllm"])
     try:
         if spec is not None:
             vllm_update["speculative"] = SpeculativeSpec.model_validate(spec)
         if lora_on:
             vllm_update["lora"] = LoraSpec.model_validate(lora)
+        if kv_transfer is not None:
+            from ..profile.v1 import KvTransferSpec
+
+            vllm_update["kv_transfer"] = KvTransferSpec.model_validate(kv_transfer)
+        if offload:
+            from ..profile.v1 import KvOffloadSpec
+
+            vllm_update["kv_offload"] = KvOffloadSpec.model_validate(offload)
     except ValueError as exc:
         raise ExtraArgsError(("vllm", "extra_args"), f"vllm.extra_args: {_first_error(exc)}") from None
     sections: dict[str, Any] = {}
@@ -414,6 +454,11 @@ def feature_groups(profile: Profile, version: str) -> list[list[str]]:
         flag = vllm_flags.resolve_flag(vllm_flags.flag_set(version), "--cudagraph-capture-sizes")
         if flag is not None:
             groups.append([flag.name, *(str(x) for x in v.cudagraph_capture_sizes)])
+    if v.kv_transfer is not None or v.kv_offload is not None:
+        # --kv-transfer-config / --kv-offloading-* (passes/kv_transfer.py)
+        from .kv_transfer import flag_groups
+
+        groups.extend(flag_groups(profile, version))
     return groups
 
 
@@ -447,6 +492,8 @@ def with_feature_flags(profile: Profile, version: str, *, only: tuple[str, ...] 
                         "limit_mm_per_prompt": None,
                         "mm_processor_kwargs": None,
                         "cudagraph_capture_sizes": None,
+                        "kv_transfer": None,
+                        "kv_offload": None,
                     }
                 )
             }

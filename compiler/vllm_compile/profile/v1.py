@@ -264,6 +264,68 @@ class LoraSpec(_Section):
     )
 
 
+# KV connectors vLLM's KVConnectorFactory registers (vllm/distributed/kv_transfer/kv_connector/factory.py);
+# which release has which is in passes/kv_transfer.py.
+KvConnector = Literal[
+    "NixlConnector", "LMCacheConnectorV1", "OffloadingConnector", "MultiConnector", "P2pNcclConnector",
+    "SharedStorageConnector",
+]  # fmt: skip
+
+
+class KvTransferSpec(_Section):
+    """A KV connector (vLLM `--kv-transfer-config`): hands KV caches between engines (disaggregated
+    prefill/decode) or to CPU/storage tiers. Written as the release's --kv-transfer-config JSON."""
+
+    connector: KvConnector = Field(
+        description="vLLM kv_connector: NixlConnector (P/D over NIXL: RDMA, NVLink or TCP), LMCacheConnectorV1, "
+        "OffloadingConnector (vLLM's native CPU offload), MultiConnector (several in order), P2pNcclConnector."
+    )
+    kv_role: Literal["kv_producer", "kv_consumer", "kv_both"] | None = Field(
+        None,
+        description="vLLM kv_role; default: kv_both (a `roles:` profile: kv_producer for prefill and kv_consumer "
+        "for decode where the connector distinguishes them, kv_both for NIXL as vLLM's NIXL guide runs it).",
+    )
+    kv_buffer_device: Literal["cuda", "cpu"] | None = Field(
+        None,
+        description="Where NIXL stages the KV it sends: cuda (the KV cache itself, vLLM's default) or cpu "
+        "(a pinned host copy as large as the KV cache).",
+    )
+    kv_buffer_size: float | None = Field(
+        None,
+        gt=0,
+        le=1 << 40,
+        description="Bytes of the P2pNcclConnector buffer (vLLM KVTransferConfig.kv_buffer_size, default 1e9).",
+    )
+    kv_connector_extra_config: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="Passed as kv_connector_extra_config (e.g. OffloadingConnector num_cpu_blocks, LMCache "
+        "lmcache.max_local_cpu_size GiB, MultiConnector connectors: [...]); keys the planner does not model "
+        "are reported as not modelled.",
+    )
+    kv_connector_module_path: str | None = Field(
+        None,
+        max_length=256,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$",
+        description="Python module of an out-of-tree connector (its memory is not modelled).",
+    )
+
+
+class KvOffloadSpec(_Section):
+    """CPU offload of the KV cache (vLLM >= 0.11.1 `--kv-offloading-size` / `--kv-offloading-backend`;
+    on earlier releases written as the OffloadingConnector's --kv-transfer-config)."""
+
+    size_gib: float = Field(
+        gt=0,
+        le=8192,  # 8 TB: the largest host memory sold
+        description="Pinned host memory for offloaded KV blocks, GiB in total over the TP x PP ranks "
+        "(vLLM kv_offloading_size).",
+    )
+    backend: Literal["native", "lmcache"] = Field(
+        "native", description="native = vLLM's OffloadingConnector; lmcache = LMCacheConnectorV1 local CPU."
+    )
+
+
 class VllmSpec(_Section):
     """The targeted vLLM release and its engine settings; a setting left out or `auto` is decided."""
 
@@ -306,6 +368,10 @@ class VllmSpec(_Section):
     mm_processor_kwargs: dict[str, Any] | None = Field(
         None, description="Passed to the model's multimodal processor (vLLM --mm-processor-kwargs)."
     )
+    kv_transfer: KvTransferSpec | None = Field(
+        None, description="KV connector (--kv-transfer-config); default none (a `roles:` profile: NIXL)."
+    )
+    kv_offload: KvOffloadSpec | None = Field(None, description="CPU KV cache offload; default off.")
 
 
 class PolicySpec(_Section):
@@ -400,6 +466,41 @@ class CostSpec(_Section):
     source: str | None = Field(None, description="Where the override comes from (a contract, a quote).")
 
 
+class RoleHardwareSpec(HardwareSpec):
+    """A role's hardware over the profile's (fields left out are the profile's)."""
+
+    gpu_name: str | None = Field(  # type: ignore[assignment]
+        None, max_length=128, pattern=NO_CONTROL, description="GPU model of this role; default the profile's."
+    )
+
+
+class RoleSpec(_Section):
+    """One pool of a disaggregated deployment: its GPUs, parallelism, engine settings and replicas,
+    over the profile's (deep merge: what a role leaves out is the profile's)."""
+
+    hardware: RoleHardwareSpec = Field(default_factory=RoleHardwareSpec)
+    parallelism: ParallelismSpec = Field(default_factory=ParallelismSpec)
+    vllm: VllmSpec = Field(
+        default_factory=VllmSpec,
+        description="vLLM settings of this role over the profile's `vllm` section (only the fields given).",
+    )
+    replicas: Annotated[int, Field(ge=1, le=10_000)] | Auto = Field(
+        1, description="Engines of this role; `auto`: the prefill:decode ratio the workload needs."
+    )
+
+
+class RolesSpec(_Section):
+    """Disaggregated prefill/decode: two engine pools handing KV caches over a KV connector."""
+
+    prefill: RoleSpec = Field(default_factory=RoleSpec)
+    decode: RoleSpec = Field(default_factory=RoleSpec)
+    router: Literal["llm-d", "production-stack", "toy-proxy"] = Field(
+        "llm-d",
+        description="What routes each request to a prefill then a decode engine in the artifacts "
+        "(compose always runs vLLM's toy proxy).",
+    )
+
+
 class Profile(_Section):
     """One vLLM deployment."""
 
@@ -427,3 +528,8 @@ class Profile(_Section):
     policy: PolicySpec = Field(default_factory=PolicySpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
     cost: CostSpec = Field(default_factory=CostSpec)
+    roles: RolesSpec | None = Field(
+        None,
+        description="Disaggregated serving: `prefill` and `decode` pools planned as two engines that share the "
+        "model and workload; default one aggregated engine.",
+    )
