@@ -148,6 +148,14 @@ def test_staging_tensors_are_weights_in_0110_and_activation_in_0120(ll011) -> No
     assert r11.weights_bytes - r12.weights_bytes == staging
     assert r12.activation_peak_bytes - r11.activation_peak_bytes == staging
     assert r11.kv_cache_bytes == r12.kv_cache_bytes
+    # 0.12.0 at 0.9 (publicly: did not start): too little KV for one request, and the reason names the
+    # all-to-all buffers and the utilizations that start (non-KV 71.23 GiB + one 4096-token request
+    # 0.27 GiB over 79.19 GiB: 0.91).
+    assert not ll012.verdict.starts
+    text = " ".join(ll012.verdict.reasons)
+    assert "one 4,096-token request needs more KV cache" in text
+    assert "all-to-all buffers (deepep_low_latency) 5.03 GiB" in text
+    assert "largest gpu_memory_utilization that starts is 0.99 (from 0.91 up)" in text
 
 
 def test_failure_names_the_buffers_and_the_utilizations_that_start() -> None:
