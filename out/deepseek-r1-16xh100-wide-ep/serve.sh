@@ -10,11 +10,11 @@ export VLLM_ALL2ALL_BACKEND=deepep_low_latency
 exec vllm serve deepseek-ai/DeepSeek-R1 \
   --served-model-name deepseek-ai/DeepSeek-R1 \
   --port 8000 \
+  --kv-cache-dtype auto \
   --max-model-len 4096 \
   --data-parallel-size 16 \
   --enable-expert-parallel \
   --gpu-memory-utilization 0.9 \
-  --max-num-batched-tokens 8192 \
   --enforce-eager \
   --data-parallel-size-local 8 \
   --data-parallel-address "${DP_LEADER_ADDRESS}" \

@@ -23,6 +23,7 @@ from math import ceil
 from typing import Any
 
 from ..facts.model_facts import ModelFacts
+from ..facts.vllm_versions import version_key
 from ..facts.weights import dtype_bytes, weight_bytes_per_gpu
 from ..facts.wide_ep import WideEpFacts
 from ..facts.wide_ep import facts as wide_ep_facts
@@ -183,20 +184,62 @@ def pplx_buffers(
     return ranks * buffer + 6 * local * t * ranks * 4 + 4 * t, 0
 
 
-def batched_moe_bytes(model: ModelFacts, engine: EngineConfig, version: str) -> int:
-    """Batched experts' live tensors inside one MoE layer with a batched backend: the dispatch receive
-    tensor (local experts x tokens x ranks x hidden, fp8 + scales or bf16) and the experts' workspaces
-    (`BatchedDeepGemmExperts.workspace_shapes`: workspace13 = (E_local, M, max(K, N)), workspace2 =
-    (E_local, M, N/2), output (E_local, M, K), M = max_num_tokens x num_dispatchers)."""
+def _moe_shape(model: ModelFacts, engine: EngineConfig, version: str) -> tuple[int, int, int, int]:
+    """(local experts, M, K, N) of the batched experts: M = max_num_tokens x num_dispatchers
+    (`BatchedDeepGemmExperts` / `BatchedTritonExperts.workspace_shapes`; num_dispatchers = the EP world
+    size for DeepEP LL, fused_moe/layer.py 0.11.0 / all2all_utils.py 0.12.0), K = hidden, N = 2 x the
+    expert intermediate size (w13)."""
     f = wide_ep_facts(version)
     ranks = ep_size(engine)
     local = ceil(physical_experts(model, engine) / ranks)
     m = dispatch_tokens(engine, f) * ranks
-    k = model.hidden_size
-    n = 2 * (model.moe_intermediate_size or model.intermediate_size)
-    dt = dtype_bytes(engine.dtype)
-    recv = local * m * (k + k // 128 * 4)  # fp8 dispatch with per-128 scales (deepep_ll.py use_fp8_dispatch)
-    return recv + local * m * (max(k, n) + n // 2 + k) * dt
+    return local, m, model.hidden_size, 2 * (model.moe_intermediate_size or model.intermediate_size)
+
+
+def batched_moe_bytes(model: ModelFacts, engine: EngineConfig, version: str) -> int:
+    """Transient tensors inside one MoE layer with a batched backend: the dispatch receive tensor (local
+    experts x tokens x ranks x hidden, fp8 + per-128 fp32 scales: deepep_ll_prepare_finalize.py
+    use_fp8_dispatch; DeepEP allocates it with torch::empty, so it is torch memory). The experts'
+    workspaces are not transient: `persistent_workspace_bytes`."""
+    local, m, k, _ = _moe_shape(model, engine, version)
+    return local * m * (k + k // 128 * 4)
+
+
+def persistent_workspace_bytes(model: ModelFacts, engine: EngineConfig, version: str) -> int:
+    """The batched experts' workspaces, which outlive the MoE layer.
+
+    `FusedMoEModularKernel.shared_buffers` (fused_moe/modular_kernel.py, 0.11.0 and 0.12.0) is a class
+    attribute: `SharedResizableBuffer`s shared by every MoE layer, allocated lazily in the profile run's
+    first MoE layer and kept, so they are still allocated when the sampler peaks after the forward.
+    Shapes (`BatchedDeepGemmExperts.workspace_shapes`, the same in `BatchedTritonExperts`):
+    workspace13 = (E_local, M, max(K, N)), workspace2 = (E_local, M, N / 2), in the activation dtype;
+    the output reuses workspace13 (`_resize_cache(workspace13, fused_out_shape)`: batched experts do not
+    chunk, `supports_chunking() -> False`)."""
+    local, m, k, n = _moe_shape(model, engine, version)
+    return local * m * (max(k, n) + n // 2) * dtype_bytes(engine.dtype)
+
+
+# FusedMoE's DP-chunking staging tensors (`batched_hidden_states` (chunk, hidden) and
+# `batched_router_logits` (chunk, logical experts), moe.in_dtype, one pair per MoE layer, two with DBO):
+# 0.11.0 allocates them in `FusedMoE.__init__` (fused_moe/layer.py), inside load_model's
+# DeviceMemoryProfiler, so vLLM counts them as weights; 0.12.0 allocates them in the first forward
+# (`ensure_dp_chunking_init`), inside the profile run: activation. 0.11.1/0.11.2 were not read (assumed
+# as 0.11.0); the sum is the same either way.
+_LAZY_STAGING_SINCE = "0.12.0"
+
+
+def staging_bytes(model: ModelFacts, engine: EngineConfig, version: str, layers: tuple[int, int]) -> int:
+    """FusedMoE's staging tensors of the MoE layers in [start, end) with a DP-chunking backend (pplx,
+    DeepEP LL: `use_dp_chunking`)."""
+    start, end = layers
+    moe_layers = sum(1 for i in (model.moe_layers or range(model.num_hidden_layers)) if start <= i < end)
+    chunk = dispatch_tokens(engine, wide_ep_facts(version))
+    per_layer = chunk * (model.hidden_size + model.num_experts) * dtype_bytes(engine.dtype)
+    return moe_layers * per_layer
+
+
+def staging_in_weights(version: str) -> bool:
+    return version_key(version) < version_key(_LAZY_STAGING_SINCE)
 
 
 def redundant_expert_bytes(model: ModelFacts, engine: EngineConfig, cc: str | None, version: str) -> int:
@@ -253,6 +296,34 @@ def memory_features(mem: All2AllMemory, redundant: int) -> list[MemoryFeature]:
                 name="EPLB redundant experts",
                 bytes_per_gpu=redundant,
                 detail="weights: whole expert copies EPLB places on this rank",
+            )
+        )
+    return out
+
+
+def moe_buffer_features(workspace: int, staging: int, staging_in_weights: bool) -> list[MemoryFeature]:
+    out: list[MemoryFeature] = []
+    if workspace:
+        out.append(
+            MemoryFeature(
+                name="MoE batched-experts workspaces",
+                bytes_per_gpu=workspace,
+                detail="activation: workspace13 + workspace2 shared by every MoE layer "
+                "(fused_moe/modular_kernel.py SharedResizableBuffer), kept from the first MoE layer "
+                "through the sampler's peak",
+            )
+        )
+    if staging:
+        where = (
+            "weights: allocated in FusedMoE.__init__ while the model loads"
+            if staging_in_weights
+            else "activation: allocated in the profile run's first forward (ensure_dp_chunking_init)"
+        )
+        out.append(
+            MemoryFeature(
+                name="MoE DP-chunk staging buffers",
+                bytes_per_gpu=staging,
+                detail=f"{where}; one (chunk x hidden) + (chunk x experts) pair per MoE layer",
             )
         )
     return out

@@ -123,10 +123,13 @@ def activation_peak(
     *,
     text_only: bool = False,
     batched_moe: int = 0,
+    persistent_moe: int = 0,
 ) -> int:
     """ "torch peak memory increase" of the profile run on one GPU of stage `pp_rank`.
 
-    `text_only`: a multimodal model served without its encoder (passes/multimodal.py)."""
+    `text_only`: a multimodal model served without its encoder (passes/multimodal.py).
+    `persistent_moe`: torch memory the MoE layers allocate in the profile run and keep (the batched
+    experts' shared workspaces, passes/all2all.py): it sits under every later peak, the sampler's too."""
     pp = engine.pipeline_parallel_size
     start, end = pp_layer_range(model.num_hidden_layers, pp, pp_rank)
     moe_layers = [i for i in (model.moe_layers or range(model.num_hidden_layers)) if start <= i < end]
@@ -145,7 +148,7 @@ def activation_peak(
         extra += 2 * t * model.hidden_size * dt  # received intermediate tensors: hidden + residual
     if model.multimodal and pp_rank == 0 and not text_only:
         extra += mm.encoder_activation(model, engine)
-    return gib_bytes(terms.activation_base_gib) + peak + extra
+    return gib_bytes(terms.activation_base_gib) + peak + extra + persistent_moe
 
 
 def non_torch(engine: EngineConfig, terms: MemoryTerms) -> int:
@@ -196,6 +199,8 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
         if all2all.uses_all2all(model, engine) and a2a.backend in all2all.BATCHED
         else 0
     )
+    batched_on = bool(batched)
+    persistent = all2all.persistent_workspace_bytes(model, engine, version.version) if batched_on else 0
     base = baseline(model, engine)
     ranks: list[RankMemory] = []
     stages: list[kv.StageKv] = []
@@ -206,7 +211,18 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
         layers = pp_layer_range(model.num_hidden_layers, pp, r)
         stage = kv.stage_kv(model, engine, layers)
         w = stage_weights(model, engine, r, gpu.compute_capability, version.version) + redundant
-        act = activation_peak(model, engine, terms, r, text_only=text_only, batched_moe=batched)
+        staging = all2all.staging_bytes(model, engine, version.version, layers) if batched_on else 0
+        staged_w = staging if all2all.staging_in_weights(version.version) else 0
+        w += staged_w
+        act = activation_peak(
+            model,
+            engine,
+            terms,
+            r,
+            text_only=text_only,
+            batched_moe=batched,
+            persistent_moe=persistent + staging - staged_w,
+        )
         graph_layers = layers[1] - layers[0]
         # Serving features (their own modules, each citing vLLM): LoRA slots on every stage; the draft
         # (weights, KV layers, profile buffers) with the last stage, where vLLM runs the proposer.
@@ -228,6 +244,7 @@ def plan_memory(resolved: Resolved, engine: EngineConfig) -> MemoryPlan:
                 *lora_terms.memory_features(resolved, engine, lora_w),
                 *mm.memory_features(resolved, engine),
                 *all2all.memory_features(a2a, redundant),
+                *all2all.moe_buffer_features(persistent, staging, staged_w > 0),
             ]
         cg = cuda_graph_estimate(model, engine, graph_layers) if version.cuda_graph_deducted else 0
         kv_bytes = requested - w - act - nt - cg

@@ -110,7 +110,7 @@ def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdi
         reasons.append(
             f"vLLM would not start{stage}: one {engine.max_model_len:,}-token request needs more KV cache than the "
             f"{_g(b.kv_cache_bytes)} left ({memory.kv.tokens:,} tokens, max concurrency "
-            f"{memory.kv.max_concurrency:.2f}x).{hint}"
+            f"{memory.kv.max_concurrency:.2f}x).{hint}" + all2all.startup_hint(memory, engine)
         )
     else:
         reasons.append(
