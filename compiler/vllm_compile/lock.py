@@ -88,17 +88,7 @@ def build_lock(
             "gpu": resolved.gpu.model_dump(mode="json"),
             "vllm": resolved.vllm.model_dump(mode="json"),
         },
-        "settings": {name: d.model_dump(mode="json") for name, d in plan.decisions.items()},
-        "engine": plan.engine.model_dump(mode="json"),
-        "memory": {
-            "binding_gpu_gib": _binding_gib(plan),
-            "binding_pp_rank": memory.binding_pp_rank,
-            "per_gpu": [r.model_dump(mode="json") for r in memory.ranks],
-            "kv_cache": memory.kv.model_dump(mode="json"),
-            "largest_max_model_len": memory.largest_max_model_len,
-            "assumptions": memory.assumptions,
-        },
-        "verdict": plan.verdict.model_dump(mode="json"),
+        **_engine_sections(plan),
         "artifacts": {path: sha256_text(text) for path, text in artifacts.items()},
     }
     # Serving features, only where the profile has them (other locks stay as they were).
@@ -130,11 +120,23 @@ def build_lock(
 
 def _role_lock(plan: Plan) -> dict[str, Any]:
     """One pool of a `roles:` profile, in the lock's own section shapes."""
-    memory = plan.memory
     out: dict[str, Any] = {
         "name": plan.resolved.name,
         "gpu": plan.resolved.gpu.model_dump(mode="json"),
         "replicas": plan.resolved.profile.deploy.replicas,
+        **_engine_sections(plan),
+    }
+    if plan.kv_connector is not None:
+        out["kv_connector"] = plan.kv_connector
+    if plan.cuda_graphs is not None:
+        out["cuda_graphs"] = plan.cuda_graphs
+    return out
+
+
+def _engine_sections(plan: Plan) -> dict[str, Any]:
+    """What one engine decided: settings with their reasons, the engine, memory per GPU, the verdict."""
+    memory = plan.memory
+    return {
         "settings": {name: d.model_dump(mode="json") for name, d in plan.decisions.items()},
         "engine": plan.engine.model_dump(mode="json"),
         "memory": {
@@ -147,11 +149,6 @@ def _role_lock(plan: Plan) -> dict[str, Any]:
         },
         "verdict": plan.verdict.model_dump(mode="json"),
     }
-    if plan.kv_connector is not None:
-        out["kv_connector"] = plan.kv_connector
-    if plan.cuda_graphs is not None:
-        out["cuda_graphs"] = plan.cuda_graphs
-    return out
 
 
 def _binding_gib(plan: Plan) -> dict[str, float]:
