@@ -117,7 +117,7 @@ Hist = dict[tuple[int, bool], int]  # (tokens scheduled, has a prefill chunk) ->
 def _histogram(
     resolved: Resolved, engine: EngineConfig, workload: Workload, kv_tokens: int, sm
 ) -> tuple[Hist, dict]:
-    from .perf import _budget
+    from .perf import token_budget
 
     hist: Hist = {}
     if workload.request_rate is not None:
@@ -136,7 +136,7 @@ def _histogram(
         arrivals=arrivals,
         max_concurrency=cap,
         max_num_seqs=engine.max_num_seqs,
-        max_num_batched_tokens=_budget(engine, workload),
+        max_num_batched_tokens=token_budget(engine, workload),
         kv_tokens=max(kv_tokens, 1),
         warmup=n // 5,
         step_tokens=hist,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..plan import EngineConfig, MemoryPlan, Resolved
 from ..units import stable_float
 from . import perf_model as pm
-from .perf import _steady, kv_limit, simulate_rate, slo_check, step_model
+from .perf import kv_limit, simulate_rate, slo_check, steady_at, step_model
 from .workload import Workload, workload_of
 
 MAX_REPLICAS = 1024
@@ -57,7 +57,7 @@ def max_concurrency_for_slo(
     limit = kv_limit(memory, engine, workload)
 
     def ok(c: int) -> bool:
-        s = _steady(sm, engine, memory, workload, c)
+        s = steady_at(sm, engine, memory, workload, c)
         return not slo_check(workload, ttft_s=s.ttft_s, ttft_p99_s=s.ttft_s, tpot_s=s.tpot_s, e2e_s=s.e2e_s)
 
     if not ok(1):
@@ -73,7 +73,7 @@ def max_concurrency_for_slo(
 
 def max_rate_for_slo(sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload: Workload) -> float:
     """Highest request rate one replica sustains within the SLOs (or below saturation without SLOs)."""
-    cap = _steady(sm, engine, memory, workload, kv_limit(memory, engine, workload)).request_rps
+    cap = steady_at(sm, engine, memory, workload, kv_limit(memory, engine, workload)).request_rps
 
     def ok(rate: float) -> bool:
         r = simulate_rate(sm, engine, memory, workload, rate)
@@ -147,7 +147,7 @@ def plan_cluster(
             percentiles=r,
         )
     else:
-        s = _steady(sm, engine, memory, workload, max(1, math.ceil((workload.concurrency or 1) / chosen)))
+        s = steady_at(sm, engine, memory, workload, max(1, math.ceil((workload.concurrency or 1) / chosen)))
         per_rps, per_tok = s.request_rps, s.output_tok_s
         misses = slo_check(workload, ttft_s=s.ttft_s, ttft_p99_s=s.ttft_s, tpot_s=s.tpot_s, e2e_s=s.e2e_s)
     per_replica_gpus = gpus

@@ -159,7 +159,7 @@ def _curve(
     levels.append(max(limit, 1))
     rows = []
     for c in sorted(set(levels)):
-        s = _steady(sm, engine, memory, workload, c)
+        s = steady_at(sm, engine, memory, workload, c)
         rows.append(
             {
                 "concurrency": float(c),
@@ -172,21 +172,23 @@ def _curve(
     return rows
 
 
-def _steady(
+def steady_at(
     sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload: Workload, c: int
 ) -> SteadyState:
+    """The closed-form steady state with `c` requests in flight, within what the KV cache admits."""
     return steady_state(
         sm,
         prompt=workload.prompt.mean,
         gen=workload.gen.mean,
         concurrency=c,
         max_num_seqs=engine.max_num_seqs,
-        max_num_batched_tokens=_budget(engine, workload),
+        max_num_batched_tokens=token_budget(engine, workload),
         kv_tokens=max(memory.kv.tokens, 0),
     )
 
 
-def _budget(engine: EngineConfig, workload: Workload) -> int:
+def token_budget(engine: EngineConfig, workload: Workload) -> int:
+    """Tokens one engine step may schedule (max_num_batched_tokens as vLLM applies it)."""
     # Without chunked prefill a prompt is scheduled whole (vLLM raises the budget to max_model_len).
     if engine.enable_chunked_prefill:
         return engine.max_num_batched_tokens
@@ -211,7 +213,7 @@ def simulate_rate(
         gens=gens,
         arrivals=arrivals,
         max_num_seqs=engine.max_num_seqs,
-        max_num_batched_tokens=_budget(engine, workload),
+        max_num_batched_tokens=token_budget(engine, workload),
         kv_tokens=max(memory.kv.tokens, 1),
         warmup=len(prompts) // 5,
     )
@@ -241,7 +243,7 @@ def simulate_closed(
         gens=gens,
         max_concurrency=concurrency,
         max_num_seqs=engine.max_num_seqs,
-        max_num_batched_tokens=_budget(engine, workload),
+        max_num_batched_tokens=token_budget(engine, workload),
         kv_tokens=max(memory.kv.tokens, 1),
         warmup=n // 5,
     )
@@ -320,7 +322,7 @@ def estimate(
     sm = step_model(resolved, engine)
     limit = kv_limit(memory, engine, workload)
     notes: list[str] = []
-    budget = _budget(engine, workload)
+    budget = token_budget(engine, workload)
     replicas = _replicas(resolved, engine, memory, workload)
     if workload.request_rate is not None:
         # The load balancer splits the rate over the replicas; each replica is estimated alone.
@@ -328,7 +330,7 @@ def estimate(
         conc = max(1, round(r["concurrency"]))
         ttft, ttft99, tpot, e2e = r["ttft_s"], r["ttft_p99_s"], r["tpot_s"], r["e2e_s"]
         out_tok, total_tok, rps = r["output_tok_s"], r["total_tok_s"], r["request_rps"]
-        cap = _steady(sm, engine, memory, workload, limit).request_rps
+        cap = steady_at(sm, engine, memory, workload, limit).request_rps
         if workload.request_rate / (replicas or 1) > cap:
             notes.append(
                 f"request rate {workload.request_rate / (replicas or 1):g}/s per replica exceeds its capacity (~{cap:.2f}/s at "
@@ -336,7 +338,7 @@ def estimate(
             )
     else:
         conc = workload.concurrency or 1
-        s = _steady(sm, engine, memory, workload, conc)
+        s = steady_at(sm, engine, memory, workload, conc)
         ttft, tpot, e2e = s.ttft_s, s.tpot_s, s.e2e_s
         ttft99 = p99_ttft_closed(sm, s, workload, budget)
         out_tok, total_tok, rps = s.output_tok_s, s.total_tok_s, s.request_rps
@@ -362,7 +364,7 @@ def estimate(
             min(0.99, alpha + spec.ACCEPTANCE_UNCERTAINTY),
         )
         at = {
-            a: _steady(step_model(resolved, engine, acceptance=a), engine, memory, workload, conc).tpot_s
+            a: steady_at(step_model(resolved, engine, acceptance=a), engine, memory, workload, conc).tpot_s
             for a in (lo_a, hi_a)
         }
         itl = Range(

@@ -23,7 +23,7 @@ from . import perf_model as pm
 from .batching_sim import SteadyState
 from .layout import candidates, no_layout_message
 from .memory import plan_memory
-from .perf import _steady, kv_limit, slo_check, step_model
+from .perf import kv_limit, slo_check, steady_at, step_model
 from .policy import judge
 from .settings import SettingsError, with_capture_sizes
 from .workload import Workload, workload_of
@@ -105,14 +105,14 @@ def _evaluate(resolved: Resolved, engine: EngineConfig, workload: Workload, cost
     if verdict.starts:
         sm = step_model(resolved, engine)
         conc = workload.concurrency or _little(sm, engine, memory, workload)
-        state = _steady(sm, engine, memory, workload, conc)
+        state = steady_at(sm, engine, memory, workload, conc)
         misses = slo_check(
             workload, ttft_s=state.ttft_s, ttft_p99_s=state.ttft_s, tpot_s=state.tpot_s, e2e_s=state.e2e_s
         )
         dp = engine.data_parallel_size
         # Replicas (DP) share the load: each sees concurrency / dp.
         if dp > 1:
-            per = _steady(sm, engine, memory, workload, max(1, math.ceil(conc / dp)))
+            per = steady_at(sm, engine, memory, workload, max(1, math.ceil(conc / dp)))
             state = SteadyState(
                 concurrency=per.concurrency,
                 running=per.running,
@@ -153,7 +153,7 @@ def _little(sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan, workload
     rate = (workload.request_rate or 0.0) / max(engine.data_parallel_size, 1) * engine.data_parallel_size
     c = 1
     for _ in range(6):
-        c = max(1, min(limit, math.ceil(rate * _steady(sm, engine, memory, workload, c).e2e_s)))
+        c = max(1, min(limit, math.ceil(rate * steady_at(sm, engine, memory, workload, c).e2e_s)))
     return c
 
 
@@ -410,7 +410,7 @@ def _slo_advice(
             f"in flight, so {replicas} replicas (deploy.replicas: {replicas}) would"
         ]
     hint = ""
-    one = _steady(sm, engine, memory, workload, 1)
+    one = steady_at(sm, engine, memory, workload, 1)
     if engine.tensor_parallel_size < (resolved.profile.hardware.gpus_per_node or resolved.gpu.gpus_per_node):
         tp2 = engine.tensor_parallel_size * 2
         sm2 = replace(  # the same engine (async scheduling, graphs, serving features) at TP x2
