@@ -278,9 +278,9 @@ class _in_worker:
     def __call__(self, path: Path) -> ProfileResult:
         item = self.compile_one(path)
         item.plan = None
-        out = self.compile_one.keywords["out"]
-        if item.changes and not item.invalid and not self.compile_one.keywords["check"]:
-            item.staged = stage_changes(item.changes, staging=out / STAGING_DIR)
+        options = self.compile_one.keywords["options"]
+        if item.changes and not item.invalid and not options.check:
+            item.staged = stage_changes(item.changes, staging=options.out / STAGING_DIR)
         return item
 
 
@@ -380,13 +380,7 @@ def compile_paths(
     seen: dict[str, str] = {}
     compile_one = functools.partial(
         _compile_one,
-        root=root,
-        out=out,
-        check=check,
-        force=force,
-        emit=emit,
-        config=config,
-        calibration=calibration,
+        options=_CompileOptions(root, out, check, force, emit, config, tuple(calibration)),
     )
     for item in _map_profiles(compile_one, profiles, jobs):
         if item.name is not None:
@@ -457,33 +451,26 @@ def _relative_to_root(path: Path, root: Path) -> str:
     return Path(os.path.relpath(path.resolve(), root)).as_posix()
 
 
-def _compile_one(
-    path: Path,
-    *,
-    root: Path,
-    out: Path,
-    check: bool,
-    force: bool,
-    emit: list[str] | None,
-    config: Any = None,
-    calibration: Sequence[Any] = (),
-) -> ProfileResult:
+@dataclass(frozen=True)
+class _CompileOptions:
+    """What every profile of one compile shares."""
+
+    root: Path
+    out: Path
+    check: bool
+    force: bool
+    emit: list[str] | None
+    config: Any = None
+    calibration: tuple[Any, ...] = ()
+
+
+def _compile_one(path: Path, *, options: _CompileOptions) -> ProfileResult:
     """One profile, inside the error boundary: any exception becomes this profile's diagnostics
     (at the field it names, where it names one) and nothing of it is written."""
     item = ProfileResult(path=path, display=_display(path))
     seen: list[LoadedProfile] = []
     try:
-        return _compile_loaded(
-            item,
-            seen,
-            root=root,
-            out=out,
-            check=check,
-            force=force,
-            emit=emit,
-            config=config,
-            calibration=calibration,
-        )
+        return _compile_loaded(item, seen, options)
     except Exception as exc:
         position = seen[0].position if seen else None
         item.diagnostics = diagnostics_for(exc, item.display, position)
@@ -492,17 +479,10 @@ def _compile_one(
 
 
 def _compile_loaded(
-    item: ProfileResult,
-    seen: list[LoadedProfile],
-    *,
-    root: Path,
-    out: Path,
-    check: bool,
-    force: bool,
-    emit: list[str] | None,
-    config: Any = None,
-    calibration: Sequence[Any] = (),
+    item: ProfileResult, seen: list[LoadedProfile], options: _CompileOptions
 ) -> ProfileResult:
+    root, out, check, force, emit = options.root, options.out, options.check, options.force, options.emit
+    config, calibration = options.config, options.calibration
     path = item.path
     try:
         loaded = load_profile(path, item.display, defaults=config.config.defaults if config else None)
