@@ -127,9 +127,49 @@ def _serve_words(script: str) -> list[str] | None:
     for line in body.splitlines():
         line = line.strip()
         if line.startswith("exec vllm serve ") or line.startswith("vllm serve "):
+            if "$" in line:  # shell expansions (a LeaderWorkerSet worker's rank): let bash expand them
+                return _bash_words(line)
             words = shlex.split(line)
             return words[words.index("serve") + 1 :]
     return None
+
+
+# What a LeaderWorkerSet sets in every pod (lws.x-k8s.io): worker 1 of a group, its leader's address.
+LWS_ENV = {"LWS_WORKER_INDEX": "1", "LWS_LEADER_ADDRESS": "leader.example.svc", "LWS_GROUP_SIZE": "2"}
+
+
+def _bash_words(line: str) -> list[str]:
+    """The words bash passes to `vllm serve` for `line`, with a stand-in `vllm` that prints them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fake = Path(tmp) / "vllm"
+        fake.write_text('#!/bin/sh\nshift\nprintf "%s\\0" "$@"\n')
+        fake.chmod(0o755)
+        env = {"PATH": f"{tmp}:/usr/bin:/bin", **LWS_ENV}
+        done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, check=True)
+    return done.stdout.split("\0")[:-1]
+
+
+def _exports(script: str) -> dict[str, str]:
+    """`export KEY=VALUE` lines of a shell script."""
+    env: dict[str, str] = {}
+    for line in script.splitlines():
+        if line.startswith("export "):
+            key, _, value = " ".join(shlex.split(line)[1:]).partition("=")
+            env[key] = value
+    return env
+
+
+def _usage_env(config: str) -> dict[str, str]:
+    """The `KEY=VALUE` words before `vllm serve` on the config file's usage line."""
+    for line in config.splitlines():
+        if line.startswith("# Usage: "):
+            words = (
+                shlex.split(line.removeprefix("# Usage: ").split(" vllm serve ")[0])
+                if " vllm serve " in line
+                else []
+            )
+            return dict(w.partition("=")[::2] for w in words if "=" in w)
+    return {}
 
 
 def _containers(node: Any) -> list[dict[str, Any]]:
@@ -146,13 +186,20 @@ def _containers(node: Any) -> list[dict[str, Any]]:
 
 
 def _container_argv(c: dict[str, Any]) -> list[str] | None:
+    """The `vllm serve` arguments of a Kubernetes container or a compose service, None for another program."""
     command = [str(w) for w in c.get("command") or []]
     args = [str(w) for w in c.get("args") or []]
+    entrypoint = [str(w) for w in c.get("entrypoint") or []]  # compose only
+    if entrypoint and not any("vllm" in w for w in entrypoint):
+        return None  # another program in the vLLM image (the P/D proxy)
     if command[-1:] == ["-c"] or (command[:1] == ["/bin/bash"] and args):
-        return _serve_words(args[0]) if args else None
+        # Kubernetes expands $(VAR) in args and turns $$ into $ before the shell sees them.
+        return _serve_words(args[0].replace("$$", "$")) if args else None
     words = command + args
     if "serve" in words:
         return words[words.index("serve") + 1 :]
+    if "args" in c and command:
+        return None  # Kubernetes: `command` replaces the image's `vllm serve` entrypoint
     if str(c.get("image", "")).startswith("vllm/vllm-openai") and words:
         return words  # the image's entrypoint is `vllm serve`
     return None
@@ -170,7 +217,7 @@ def helm_argv(values: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
     model = values["servingEngineSpec"]["modelSpec"][0]
     vc = model.get("vllmConfig", {})
     argv = [model["modelURL"], *chart_argv(values)]
-    env = {}
+    env = {str(e["name"]): str(e.get("value", "")) for e in model.get("env") or []}  # modelSpec[].env
     if model.get("raySpec", {}).get("enabled"):
         env["VLLM_USE_V1"] = str(vc["v1"]) if "v1" in vc else "0"
     elif str(vc.get("v0", "")) == "1":
@@ -184,7 +231,7 @@ def cases_for(name: str, plan: Any, files: dict[str, str]) -> list[Case]:
     if "serve.sh" in files:
         words = _serve_words(files["serve.sh"])
         if words is not None:
-            out.append(Case(f"{name}/serve.sh", name, "serve.sh", words))
+            out.append(Case(f"{name}/serve.sh", name, "serve.sh", words, env=_exports(files["serve.sh"])))
     if "vllm-config.yaml" in files:
         out.append(
             Case(
@@ -193,6 +240,7 @@ def cases_for(name: str, plan: Any, files: dict[str, str]) -> list[Case]:
                 "vllm-config.yaml",
                 [model, "--config", "@vllm-config.yaml"],
                 files={"vllm-config.yaml": files["vllm-config.yaml"]},
+                env=_usage_env(files["vllm-config.yaml"]),
             )
         )
     for rel in sorted(files):
@@ -203,8 +251,15 @@ def cases_for(name: str, plan: Any, files: dict[str, str]) -> list[Case]:
                 if rel == "docker-compose.yaml":
                     for svc_name, svc in sorted(doc.get("services", {}).items()):
                         cmd = [str(w) for w in svc.get("command", [])]
+                        entrypoint = [str(w) for w in svc.get("entrypoint") or []]
+                        if entrypoint and not any("vllm" in w for w in entrypoint):
+                            continue  # another program in the vLLM image (the P/D proxy)
+                        environment = svc.get("environment") or {}
+                        if isinstance(environment, list):  # compose's KEY=VALUE list form
+                            environment = dict(str(e).partition("=")[::2] for e in environment)
+                        env = {str(k): str(v) for k, v in environment.items()}
                         if cmd:
-                            out.append(Case(f"{name}/{rel}:{svc_name}", name, "compose", cmd))
+                            out.append(Case(f"{name}/{rel}:{svc_name}", name, "compose", cmd, env=env))
                     continue
                 if doc.get("kind") == "InferenceService":
                     m = doc["spec"]["predictor"]["model"]
@@ -223,14 +278,22 @@ def cases_for(name: str, plan: Any, files: dict[str, str]) -> list[Case]:
                             "--distributed-executor-backend",
                             "ray",
                         ]
+                    env = {str(e["name"]): str(e.get("value", "")) for e in m.get("env") or []}
                     out.append(
-                        Case(f"{name}/{rel}", name, "kserve", argv + [str(a) for a in m.get("args", [])])
+                        Case(
+                            f"{name}/{rel}",
+                            name,
+                            "kserve",
+                            argv + [str(a) for a in m.get("args", [])],
+                            env=env,
+                        )
                     )
                     continue
                 for i, c in enumerate(_containers(doc)):
                     words = _container_argv(c)
                     if words is not None:
-                        out.append(Case(f"{name}/{rel}#{n}.{i}", name, rel.split("/")[-1], words))
+                        env = {str(e["name"]): str(e.get("value", "")) for e in c.get("env") or []}
+                        out.append(Case(f"{name}/{rel}#{n}.{i}", name, rel.split("/")[-1], words, env=env))
     if "helm-values.yaml" in files:
         argv, env = helm_argv(yaml.safe_load(files["helm-values.yaml"]))
         out.append(Case(f"{name}/helm-values.yaml", name, "helm", argv, env=env))
@@ -245,16 +308,16 @@ def plans_for(release: str) -> tuple[list[tuple[str, Any, dict[str, str]]], list
     for rel, loaded in bundled_profiles():
         profile = loaded.profile
         profile = profile.model_copy(update={"vllm": profile.vllm.model_copy(update={"version": release})})
-        sources.append((f"profiles/{rel}", (profile, loaded.name)))
+        sources.append((f"profiles/{rel}", (profile, loaded.name, (ROOT / "profiles" / rel).parent)))
     for key, override in MATRIX.items():
         data = _merge(_merge(BASE, override), {"vllm": {"version": release}, "name": f"m-{key}"})
         try:
-            sources.append((f"matrix/{key}", (api.load_profile_dict(data), f"m-{key}")))
+            sources.append((f"matrix/{key}", (api.load_profile_dict(data), f"m-{key}", ROOT)))
         except Exception as exc:  # noqa: BLE001 - a profile this release cannot take is reported
             skipped.append(f"matrix/{key}: {exc}")
-    for name, (profile, pname) in sources:
+    for name, (profile, pname, base_dir) in sources:
         try:
-            plan = api.plan_profile(profile, name=pname)
+            plan = api.plan_profile(profile, name=pname, base_dir=base_dir)
             targets = [t for t in TARGETS if t not in ("profile", "report")]
             if plan.engine.gpus_per_replica <= vllm_flags.gpus_per_node(plan):
                 targets = [t for t in targets if t != "lws"]
@@ -267,6 +330,14 @@ def plans_for(release: str) -> tuple[list[tuple[str, Any, dict[str, str]]], list
             continue
         out.append((name, plan, files))
     return out, skipped
+
+
+# Lock fields that a release keeps inside a JSON config: EngineArgs.eplb_config from 0.12.0
+# (--eplb-config '{"num_redundant_experts": N}'), --num-redundant-experts before.
+NESTED = {"num_redundant_experts": ("eplb_config", "num_redundant_experts")}
+# Lock fields that a release reads from an environment variable instead (vllm/envs.py): the all-to-all
+# backend before --all2all-backend (0.11.1).
+ENV_FIELDS = {"all2all_backend": "VLLM_ALL2ALL_BACKEND"}
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -304,10 +375,23 @@ def compare(
                 continue
         elif name == "max_cudagraph_capture_size" and not has_cap:
             got = engine.get(sizes_field)
-            if want is None or (isinstance(got, list) and got == [want]):
+            # One size is the cap vLLM fills the list up to; an explicit list ends at the cap.
+            if want is None or (isinstance(got, list) and got and max(got) == want):
                 continue
             diffs.append(f"{name}: lock {want!r}, vLLM {release} parsed {sizes_field}={got!r}")
             continue
+        elif name not in engine and name in ENV_FIELDS:
+            got = env.get(ENV_FIELDS[name])  # a release that reads the setting from the environment
+            dflt = None
+            if got is None and by in DECIDED_BY_VLLM:
+                left += 1
+                continue
+        elif name not in engine and NESTED.get(name, ("",))[0] in engine:
+            outer, key = NESTED[name]  # a field that moved into a JSON config of a later release
+            config = engine[outer]
+            config = json.loads(config) if isinstance(config, str) else (config or {})
+            got = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+            dflt = None
         else:
             if name not in engine:
                 if want in (None, 0, 0.0, False):

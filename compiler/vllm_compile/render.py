@@ -97,7 +97,12 @@ def _command(plan: Plan, ctx: context.Context) -> dict[str, str]:
 
 def _vllm_config(plan: Plan, ctx: context.Context) -> dict[str, str]:
     config = vllm_flags.plan_config(plan) | context.extra_args_config(ctx)
-    return {"vllm-config.yaml": render_template("vllm-config.yaml.j2", **ctx.common(), config=config)}
+    # The environment the deployment needs (deploy.env, and settings a release reads only from the
+    # environment, e.g. VLLM_ALL2ALL_BACKEND before 0.11.1) is not expressible in a config file: the
+    # usage line carries it.
+    return {
+        "vllm-config.yaml": render_template("vllm-config.yaml.j2", **ctx.common(), config=config, env=ctx.env)
+    }
 
 
 def _profile(plan: Plan, ctx: context.Context) -> dict[str, str]:
