@@ -322,3 +322,20 @@ def test_render_errors_name_the_profile_field() -> None:
     with pytest.raises(RenderError) as info:
         render_artifacts(plan, ["command"])
     assert info.value.path == ("vllm", "extra_args")
+
+
+def test_compiled_templates_are_cached_where_writable_and_skipped_where_not(tmp_path, monkeypatch) -> None:
+    """The Jinja2 bytecode cache lives in $XDG_CACHE_HOME/vllm-compile; a folder that cannot be written
+    means no cache, never an error."""
+    import jinja2
+
+    from vllm_compile import render
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = render._bytecode_cache()
+    assert isinstance(cache, jinja2.FileSystemBytecodeCache)
+    assert (tmp_path / "cache" / "vllm-compile" / f"jinja2-{jinja2.__version__}").is_dir()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert render._bytecode_cache() is None
