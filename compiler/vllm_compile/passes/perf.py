@@ -11,6 +11,8 @@ assumptions travel with them into the lock and the report.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..facts.gpu_spec import GpuSpec
 from ..plan import EngineConfig, MemoryPlan, PerfEstimate, Range, Resolved
 from ..profile.v1 import WorkloadSpec
@@ -207,16 +209,7 @@ def simulate_rate(
     """Open-loop run at `rate` requests/s; steady-state metrics after a 20% warm-up. Lengths follow the
     workload's distributions (or its trace), arrivals its burstiness (workload_sample)."""
     prompts, gens, arrivals = requests(workload, SIM_REQUESTS, rate)
-    res = simulate(
-        sm,
-        prompts=prompts,
-        gens=gens,
-        arrivals=arrivals,
-        max_num_seqs=engine.max_num_seqs,
-        max_num_batched_tokens=token_budget(engine, workload),
-        kv_tokens=max(memory.kv.tokens, 1),
-        warmup=len(prompts) // 5,
-    )
+    res = _run(sm, engine, memory, workload, prompts, gens, arrivals=arrivals)
     return {
         "ttft_s": mean(res.ttft_s),
         "ttft_p99_s": p99(res.ttft_s),
@@ -237,17 +230,30 @@ def simulate_closed(
     closed-form steady state (means only) cannot give."""
     n = min(max(SIM_REQUESTS, 2 * concurrency), 600)  # enough rounds for tails; bounded cost
     prompts, gens, _ = requests(workload, n, None)
-    res = simulate(
+    return _percentiles(_run(sm, engine, memory, workload, prompts, gens, max_concurrency=concurrency))
+
+
+def _run(
+    sm: pm.StepModel,
+    engine: EngineConfig,
+    memory: MemoryPlan,
+    workload: Workload,
+    prompts: list[int],
+    gens: list[int],
+    **client: Any,
+):
+    """The batching simulation of this engine, its KV cache and token budget; the first 20% warm up.
+    `client`: arrivals (open loop) or max_concurrency (closed loop)."""
+    return simulate(
         sm,
         prompts=prompts,
         gens=gens,
-        max_concurrency=concurrency,
         max_num_seqs=engine.max_num_seqs,
         max_num_batched_tokens=token_budget(engine, workload),
         kv_tokens=max(memory.kv.tokens, 1),
-        warmup=n // 5,
+        warmup=len(prompts) // 5,
+        **client,
     )
-    return _percentiles(res)
 
 
 def _percentiles(res) -> dict[str, float]:
