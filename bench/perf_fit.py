@@ -32,6 +32,7 @@ PRIOR: dict[str, tuple[float, float, float]] = {
     "ROCM_ATTN_EFF": (0.24, 0.05, 0.75),
     "MOE_EFF": (0.50, 0.25, 1.00),
     "REQUEST_OVERHEAD_S": (20e-3, 5e-3, 60e-3),
+    "ROCM_BLAS_BW_RATIO": (0.50, 0.25, 1.00),
 }
 FITTED = tuple(PRIOR)
 _STEPS = (0.7, 0.85, 0.93, 1.07, 1.18, 1.4)

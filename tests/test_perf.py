@@ -265,3 +265,40 @@ def test_rocm_without_aiter_uses_its_fitted_kernel_shares() -> None:
     assert default.attn_eff == pm.ROCM_ATTN_EFF
     assert default.moe_eff == pytest.approx(pm.MOE_EFF * pm.ROCM_GEMM_RATIO)
     assert aiter.compute_eff == pm.COMPUTE_EFF and aiter.moe_eff == pm.MOE_EFF
+
+
+def test_rocm_gemms_past_the_skinny_kernels_read_weights_at_hipblaslt_share() -> None:
+    """vLLM's ROCm skinny GEMMs serve 1-4 rows of bf16 and 1 row of per-tensor FP8; more rows go to
+    hipBLASLt, which streams the weights at ROCM_BLAS_BW_RATIO of the skinny kernels' bandwidth."""
+    from vllm_compile.facts.model_facts import QuantizationFacts
+
+    amd = GPU.model_copy(update={"vendor": "amd", "compute_capability": "9.4"})
+
+    def weight_read(model: ModelFacts, gpu: GpuSpec, quant: str | None, rows: int) -> float:
+        shape = pm.model_shape(model, dtype="bfloat16", quantization=quant, kv_cache_dtype="auto", tp=1)
+        hw = pm.hardware(gpu, dtype="bfloat16", fp8_compute=shape.fp8_compute, tp=1, multi_node_pp=False)
+        sm = pm.StepModel(shape=shape, hw=hw, tp=1, pp=1, eager=False, graph_max_batch=512)
+        return sm.step_time(rows, 0.0) - fixed_costs(sm, rows)
+
+    m = dense()
+    body, head = (
+        pm.model_shape(m, dtype="bfloat16", quantization=None, kv_cache_dtype="auto", tp=1).body_bytes,
+        (32000 * 4096 * 2),
+    )
+    bw = pm.BW_EFF_AMD * 2000e9
+    assert weight_read(m, amd, None, 4) == pytest.approx((body + head) / bw)  # wvSplitK up to 4 rows
+    assert weight_read(m, amd, None, 5) == pytest.approx((body + head) / (bw * pm.ROCM_BLAS_BW_RATIO))
+    fp8 = m.model_copy(update={"quantization": QuantizationFacts(method="fp8", bits=8)})
+    fp8_body = body / 2
+    assert weight_read(fp8, amd, "fp8", 1) == pytest.approx((fp8_body + head) / bw)  # wvSplitKQ: one row
+    assert weight_read(fp8, amd, "fp8", 2) == pytest.approx(
+        fp8_body / (bw * pm.ROCM_BLAS_BW_RATIO) + head / bw
+    )
+    block = fp8.model_copy(
+        update={"quantization": QuantizationFacts(method="fp8", bits=8, weight_block_size=[128, 128])}
+    )
+    assert weight_read(block, amd, "fp8", 1) == pytest.approx(
+        fp8_body / (bw * pm.ROCM_BLAS_BW_RATIO) + head / bw
+    )
+    # One kernel family on CUDA: no step in cost from 1 to 2 rows beyond the host's per-sequence time.
+    assert weight_read(fp8, GPU, "fp8", 2) == pytest.approx(weight_read(fp8, GPU, "fp8", 1), rel=1e-6)

@@ -8,9 +8,9 @@ search call it thousands of times.
 
 Each operator (dense GEMMs, routed experts, attention) is its own roofline and the step is their sum,
 plus collectives, per-layer floors and host time. Efficiency constants are the only calibrated numbers;
-each names its source: a published figure, a physical prior, or (four of them: ROCM_GEMM_RATIO,
-ROCM_ATTN_EFF, MOE_EFF, REQUEST_OVERHEAD_S) a fit over the in-scope controlled calibration entries with
-its held-out error (bench/perf_accuracy.py --fit / --cv), never a value tuned to one entry.
+each names its source: a published figure, a physical prior, or (five of them: ROCM_GEMM_RATIO,
+ROCM_ATTN_EFF, MOE_EFF, REQUEST_OVERHEAD_S, ROCM_BLAS_BW_RATIO) a fit over the in-scope controlled
+calibration entries with its held-out error (bench/perf_accuracy.py --fit / --cv), never a value tuned to one entry.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from ..facts.model_facts import ModelFacts
 from ..facts.weights import dtype_bytes
 
 # --- calibrated efficiencies (bench/perf_accuracy.py over the controlled entries) -------------------
-# Four constants are fitted (FITTED; bench/perf_fit.py: L1 on log error over the 22 in-scope controlled
+# Five constants are fitted (FITTED; bench/perf_fit.py: L1 on log error over the 22 in-scope controlled
 # entries, vLLM >= 0.8.5, with a factor-4 prior around the value each had before). Their held-out check,
 # `python bench/perf_accuracy.py --cv` (each GPU family / each source predicted by constants fitted
-# without it): TPOT median 4% (n=5), throughput 10% (n=16), TTFT 29% (n=3) leaving one family out.
+# without it): TPOT median 4% (n=5), throughput 10% (n=16), TTFT 29% (n=3) leaving one family out;
+# leaving AMD's own table out, ROCM_BLAS_BW_RATIO stays at its prior and those entries are 19% off.
 # The rest are physical priors or published figures, named where they are set.
 # Achieved share of peak HBM bandwidth in decode (weight GEMV + paged attention). Microbenchmarks of
 # H100/A100 reach ~0.8-0.9 of datasheet bandwidth on streaming reads; vLLM decode steps land lower
@@ -53,6 +54,16 @@ COMPUTE_EFF = 0.40
 # those keep the common efficiencies (an assumption, no published rates; the MI355X AITER entry, not
 # sensitive to the fitted ROCm constants, is within 13% TPOT / 12% throughput).
 ROCM_GEMM_RATIO = 0.48
+# ROCm's decode GEMMs: vLLM sends a linear layer to its skinny HIP kernels only for the smallest batches
+# (vllm/model_executor/layers/utils.py rocm_unquantized_gemm: wvSplitK for 1-4 tokens of bf16/fp16;
+# quantization/utils/w8a8_utils.py rocm_per_tensor_w8a8_scaled_mm: wvSplitKQ for exactly 1 token of
+# per-tensor FP8; nothing for block FP8) and to hipBLASLt otherwise. hipBLASLt at a few rows streams the
+# weights at a smaller share of the bandwidth than the skinny kernels that BW_EFF_AMD was measured on
+# (batch-1 entries). Prior 0.5: a rocprofv3 trace (mudler/vllm.cpp#487) has hipBLASLt's decode GEMMs 2.03x
+# slower than wvSplitK on the same shapes. Fitted (bench/perf_fit.py): 0.72, on AMD's MI300X latency table
+# (70B FP8 TP8, batch 1 / 2 / 4: the per-token time jumps 13% from 1 to 2 rows, where the kernel changes).
+# AITER's tuned GEMMs replace hipBLASLt where it is switched on and keep the skinny share.
+ROCM_BLAS_BW_RATIO = 0.72
 # Prefill attention runs in its own kernel (FlashAttention / FlashInfer over the paged KV), whose share
 # of the 16-bit tensor peak is set by the kernel generation and grows with the keys each query sees
 # (short contexts leave tiles and SMs idle). Long-context forward rates: FlashAttention-2 reaches up to
@@ -145,6 +156,12 @@ def kv_elem_bytes(kv_cache_dtype: str, dtype: str) -> float:
     return 1.0 if kv_cache_dtype.startswith("fp8") else float(dtype_bytes(dtype))
 
 
+# Skinny-kernel batch limits (ROCM_BLAS_BW_RATIO's note): wvSplitK up to 4 rows of 16-bit weights,
+# wvSplitKQ for one row of per-tensor FP8.
+SKINNY_16BIT_TOKENS = 4
+SKINNY_FP8_TOKENS = 1
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """Parameter groups by how a step reads them, and per-token KV/attention sizes of one TP rank."""
@@ -167,6 +184,19 @@ class ModelShape:
     fp8_compute: bool
     fp4_compute: bool
     weight_bytes: float  # all weights (one replica, all ranks)
+    # Most tokens per step ROCm's skinny GEMM kernels take for the dense linear layers and for lm_head
+    # (16-bit): ROCM_BLAS_BW_RATIO's note.
+    skinny_tokens: int = 0
+    lm_head_skinny_tokens: int = SKINNY_16BIT_TOKENS
+
+
+def skinny_tokens(model: ModelFacts, method: str | None) -> int:
+    """The most tokens per step for which vLLM's ROCm skinny GEMMs serve the dense linear layers."""
+    if method is None:
+        return SKINNY_16BIT_TOKENS
+    q = model.quantization
+    per_tensor = q is None or (not q.weight_block_size and q.strategy in (None, "tensor"))
+    return SKINNY_FP8_TOKENS if method == "fp8" and per_tensor else 0
 
 
 def _quant_method(model: ModelFacts, quantization: str | None) -> tuple[str | None, int | None]:
@@ -248,6 +278,8 @@ def model_shape(
         fp8_compute=method in _FP8_COMPUTE,
         fp4_compute=method in _FP4_COMPUTE,
         weight_bytes=body * lin_b + embed * wb + lm_head * head_b + experts * qb,
+        skinny_tokens=SKINNY_16BIT_TOKENS if experts_only else skinny_tokens(model, method),
+        lm_head_skinny_tokens=0 if head_b != wb else SKINNY_16BIT_TOKENS,
     )
 
 
@@ -272,6 +304,9 @@ class Hardware:
     compute_eff: float = COMPUTE_EFF  # achieved share of tensor peak in GEMMs
     attn_eff: float = COMPUTE_EFF  # long-context share of the 16-bit peak in prefill attention
     moe_eff: float = MOE_EFF  # share of the bandwidth roofline the fused-MoE kernels reach
+    # Share of the decode bandwidth a dense GEMM reaches past the skinny-kernel batch sizes (ROCm's
+    # hipBLASLt; 1.0 where one kernel family serves every batch size).
+    blas_bw_ratio: float = 1.0
 
 
 def hardware(
@@ -321,6 +356,7 @@ def hardware(
         attn_eff=attn_eff,
         # ROCm's default fused-MoE is vLLM's Triton kernel, as its dense GEMMs short of CUDA's tuning.
         moe_eff=MOE_EFF * (ROCM_GEMM_RATIO if rocm_default else 1.0),
+        blas_bw_ratio=ROCM_BLAS_BW_RATIO if rocm_default else 1.0,
     )
 
 
@@ -382,7 +418,12 @@ class StepModel:
         rows = min(d_mb + (1.0 if p_mb else 0.0), tokens)
         dense_flops = 2 * (s.active_params - s.active_expert_params - s.lm_head_params) * n_tok
         dense_flops += 2 * s.lm_head_params * rows
-        t_dense = max((s.body_bytes + s.lm_head_bytes) / tp / bw, dense_flops / tp / (ceff * self.hw.peak))
+        # Past the skinny kernels' batch sizes ROCm's GEMMs stream the weights at a smaller share.
+        rows_read = decode + prefill
+        body_bw = bw * (self.hw.blas_bw_ratio if rows_read > s.skinny_tokens else 1.0)
+        head_bw = bw * (self.hw.blas_bw_ratio if rows > s.lm_head_skinny_tokens else 1.0)
+        read = s.body_bytes / body_bw + s.lm_head_bytes / head_bw
+        t_dense = max(read / tp, dense_flops / tp / (ceff * self.hw.peak))
         # Routed experts: a step reads only the experts its tokens touch, through the fused-MoE kernels
         # (a smaller share of the roofline, MOE_EFF); their FLOPs are the active experts' per token.
         t_exp = 0.0
