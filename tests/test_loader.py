@@ -139,6 +139,27 @@ TRICKY_SCALARS = [
 ]  # fmt: skip
 
 
+POSITION_TEXTS = [
+    'a: {x: "\u00e9\u20ac", y: [1, {q: 2}]}\nb:\n  - c: 1\n    d: |\n      two\n      lines\n  -   e\n  - [f, g]\n',
+    "\ufeffprofile_version: 1\r\nmodel:\r\n  id: x  # note\r\n  max_model_len: 4096\r\n",
+    "base: &b\n  x: 1\nother: *b\nlist:\n  - &i {k: v}\n  - *i\n",
+    "m:\n  <<: {x: 1}\n  z: 3\n",  # a merge: ruamel's positions
+    "1.5: a\nwhen: 2024-01-01\n2024-01-01: b\n",  # keys ruamel types its own way: ruamel's positions
+]
+
+
+@pytest.mark.parametrize("text", POSITION_TEXTS)
+def test_positions_from_the_fast_reader_are_ruamels(tmp_path: Path, text: str) -> None:
+    """A diagnostic's line and column come from libyaml's nodes where ruamel.yaml would say the same."""
+    from vllm_compile.profile.loader import _file_positions, _read_yaml, _ruamel_positions
+
+    path = tmp_path / "p.yaml"
+    path.write_bytes(text.encode("utf-8"))
+    _data, node = _read_yaml(path, "p.yaml")
+    assert node is not None
+    assert _file_positions(path, "p.yaml", node) == _ruamel_positions(path, "p.yaml")
+
+
 @pytest.mark.parametrize("scalar", TRICKY_SCALARS)
 def test_fast_reader_reads_every_value_as_ruamel_does(tmp_path: Path, scalar: str) -> None:
     """Profiles are read with libyaml for speed; ruamel.yaml (YAML 1.2) stays the reference for values."""
@@ -148,7 +169,7 @@ def test_fast_reader_reads_every_value_as_ruamel_does(tmp_path: Path, scalar: st
 
     text = f"a: {scalar}\nb:\n  - {scalar}\n"
     path = write(tmp_path / "p.yaml", text)
-    fast, reference = _read_yaml(path, "p.yaml"), _ruamel_load(text, "p.yaml")
+    fast, reference = _read_yaml(path, "p.yaml")[0], _ruamel_load(text, "p.yaml")
     for key in ("a",):
         if isinstance(reference[key], float) and math.isnan(reference[key]):
             assert math.isnan(fast[key])

@@ -558,21 +558,25 @@ def _compile_loaded(
 
 def load_calibration(root: Path, patterns: Sequence[str]) -> list[tuple[str, Any]]:
     """(file relative to the root, record) for every record of the repository's calibration files."""
+    paths = [path for pattern in patterns for path in sorted(root.glob(pattern))]
+    if not paths:
+        return []  # the common case: observe.calibration is not imported (start-up time)
     from .observe.calibration import CalibrationError, read_file
 
     records: list[tuple[str, Any]] = []
-    for pattern in patterns:
-        for path in sorted(root.glob(pattern)):
-            rel = _relative_to_root(path, root)
-            try:
-                records.extend((rel, record) for record in read_file(path).records)
-            except CalibrationError as exc:
-                raise DiagnosticError([Diagnostic(rel, 0, 0, "calibration", str(exc))]) from exc
+    for path in paths:
+        rel = _relative_to_root(path, root)
+        try:
+            records.extend((rel, record) for record in read_file(path).records)
+        except CalibrationError as exc:
+            raise DiagnosticError([Diagnostic(rel, 0, 0, "calibration", str(exc))]) from exc
     return records
 
 
 def _relevant_calibration(calibration: Sequence[Any], resolved: Resolved) -> list[tuple[str, Any]]:
     """The records that can match this deployment (same model, GPU, release): inputs of its plan."""
+    if not calibration:
+        return []
     from .observe.calibration import record_model_id
 
     model = record_model_id(str(resolved.model.id))

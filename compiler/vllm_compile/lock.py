@@ -24,14 +24,20 @@ LOCK_FILE = "vllm.lock.yaml"
 FLOAT_DIGITS = 6  # significant digits kept for every float we write
 
 
+_AS_IS = frozenset({str, int, bool, type(None)})  # most values of a lock: tested for first
+_FLOAT_FORMAT = f".{FLOAT_DIGITS}g"
+
+
 def normalise(value: Any) -> Any:
     """Plain, sorted, float-stable data: the one representation every writer serialises."""
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, dict):
         return {str(k): normalise(value[k]) for k in sorted(value, key=str)}
     if isinstance(value, (list, tuple)):
         return [normalise(v) for v in value]
     if isinstance(value, float):
-        return float(f"{value:.{FLOAT_DIGITS}g}")
+        return float(format(value, _FLOAT_FORMAT))
     return value
 
 

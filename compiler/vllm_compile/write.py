@@ -103,11 +103,14 @@ def stage_changes(changes: list[Change], staging: Path | None = None) -> Staged:
     changes = sorted(changes, key=_lock_last)
     if staging is not None:
         _make_staging(staging)
+    made: set[Path] = set()  # a profile's files share a few folders: one mkdir each
     try:
         for change in changes:
             if change.new is None:
                 continue
-            change.path.parent.mkdir(parents=True, exist_ok=True)
+            if change.path.parent not in made:
+                change.path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(change.path.parent)
             # Unique per process (same filesystem as the target, so the rename is atomic). Not
             # tempfile.mkstemp: its O_EXCL create costs ~8x more per file on some filesystems.
             if staging is not None:

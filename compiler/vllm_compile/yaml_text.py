@@ -10,6 +10,7 @@ and Helm) would read as something else are quoted.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 import yaml
@@ -45,16 +46,27 @@ def _float_text(value: float) -> str:
     return text.replace("e", ".0e", 1) if "." not in text and "e" in text else text
 
 
+# Events are read, never changed, by the emitter: the constant ones and those of strings (the same keys
+# and values in every lock and manifest) are built once per process.
+_MAPPING_START = MappingStartEvent(None, None, True, flow_style=False)
+_MAPPING_END = MappingEndEvent()
+_SEQUENCE_END = SequenceEndEvent()
+_PLAIN = (True, False)  # implicit for a plain scalar, not for a quoted one
+_NULL = ScalarEvent(None, None, _PLAIN, "null")
+_TRUE = ScalarEvent(None, None, _PLAIN, "true")
+_FALSE = ScalarEvent(None, None, _PLAIN, "false")
+
+
 def _events(data: Any, out: list[Any], flow_scalar_lists: bool) -> None:
     """The document as emitter events, keys sorted at every level. PyYAML's representer and
     serializer build a node per value and resolve each plain scalar's tag by regex; the events are
     what they would produce for plain data, and libyaml's emitter writes them (2x faster in all)."""
     if isinstance(data, dict):
-        out.append(MappingStartEvent(None, None, True, flow_style=False))
+        out.append(_MAPPING_START)
         for key in sorted(data, key=str):
-            _scalar(str(key), out)
+            out.append(_string(str(key)))
             _events(data[key], out, flow_scalar_lists)
-        out.append(MappingEndEvent())
+        out.append(_MAPPING_END)
     elif isinstance(data, (list, tuple)):
         flow = (
             flow_scalar_lists
@@ -64,28 +76,29 @@ def _events(data: Any, out: list[Any], flow_scalar_lists: bool) -> None:
         out.append(SequenceStartEvent(None, None, True, flow_style=flow))
         for item in data:
             _events(item, out, flow_scalar_lists)
-        out.append(SequenceEndEvent())
+        out.append(_SEQUENCE_END)
     else:
-        _scalar(data, out)
+        out.append(_scalar(data))
 
 
-_PLAIN = (True, False)  # implicit for a plain scalar, not for a quoted one
+@lru_cache(maxsize=4096)
+def _string(value: str) -> ScalarEvent:
+    style = '"' if "\n" in value else "'" if _AMBIGUOUS.match(value) else None
+    return ScalarEvent(None, None, (style is None, True), value, style=style)
 
 
-def _scalar(value: Any, out: list[Any]) -> None:
+def _scalar(value: Any) -> ScalarEvent:
     if isinstance(value, str):
-        style = '"' if "\n" in value else "'" if _AMBIGUOUS.match(value) else None
-        out.append(ScalarEvent(None, None, (style is None, True), value, style=style))
-    elif value is None:
-        out.append(ScalarEvent(None, None, _PLAIN, "null"))
-    elif isinstance(value, bool):
-        out.append(ScalarEvent(None, None, _PLAIN, "true" if value else "false"))
-    elif isinstance(value, int):
-        out.append(ScalarEvent(None, None, _PLAIN, str(value)))
-    elif isinstance(value, float):
-        out.append(ScalarEvent(None, None, _PLAIN, _float_text(value)))
-    else:
-        raise TypeError(f"cannot write {type(value).__name__} as YAML: {value!r}")
+        return _string(value)
+    if value is None:
+        return _NULL
+    if isinstance(value, bool):
+        return _TRUE if value else _FALSE
+    if isinstance(value, int):
+        return ScalarEvent(None, None, _PLAIN, str(value))
+    if isinstance(value, float):
+        return ScalarEvent(None, None, _PLAIN, _float_text(value))
+    raise TypeError(f"cannot write {type(value).__name__} as YAML: {value!r}")
 
 
 def to_yaml(data: Any, *, flow_scalar_lists: bool = False) -> str:

@@ -115,6 +115,7 @@ def _load_file(version: str) -> dict[str, Flag]:
     return flags
 
 
+@cache  # pure (the carried versions are fixed); every flag lookup of a plan asks it again
 def _base_version(version: str) -> str:
     carried = carried_versions()
     lower = [v for v in carried if _vkey(v) <= _vkey(version)]

@@ -49,6 +49,7 @@ def _releases() -> list[dict[str, Any]]:
     return list(json.loads(text)["releases"])
 
 
+@lru_cache(maxsize=256)  # pure; the memory passes compare the same few versions for every candidate
 def version_key(version: str) -> tuple[int, ...]:
     match = _VERSION_RE.match(version.strip())
     if match is None:

@@ -276,6 +276,8 @@ def largest_fitting_len(
     counts = layer_counts(specs)  # once: the binary search below calls request_bytes ~20 times
     if request_bytes(counts, 1, block_size, in_flight) > available_bytes:
         return None
+    if all(_grows_per_block(kind, window) for kind, window, _ in counts):
+        return _largest_whole_blocks(counts, available_bytes, block_size, upper)
     lo, hi = 1, upper
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -284,6 +286,21 @@ def largest_fitting_len(
         else:
             hi = mid - 1
     return lo
+
+
+def _grows_per_block(kind: str, window: int | None) -> bool:
+    """A layer whose request takes ceil(len / block_size) blocks (`_blocks`' last case): full attention."""
+    return kind != "mamba" and not (window and kind in ("sliding", "chunked"))
+
+
+def _largest_whole_blocks(counts: LayerCounts, available_bytes: int, block_size: int, upper: int) -> int:
+    """`largest_fitting_len`'s binary search in closed form where every layer grows per block: a request
+    of len L needs ceil(L / block_size) * per_block bytes, so the most whole blocks that fit, capped at
+    `upper` (the search's bounds: at least 1, which the caller checked fits)."""
+    per_block = block_size * sum(count * per_token for (_kind, _window, per_token), count in counts.items())
+    if per_block == 0:
+        return max(1, upper)
+    return max(1, min(upper, available_bytes // per_block * block_size))
 
 
 @dataclass(frozen=True)

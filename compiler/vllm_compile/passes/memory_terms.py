@@ -9,6 +9,7 @@ let us derive from shapes alone is here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from ..facts.vllm_versions import version_key
 from ..units import GIB
@@ -77,6 +78,7 @@ _ROWS: tuple[MemoryTerms, ...] = (
 )  # fmt: skip
 
 
+@cache  # pure over the fixed rows; asked once per candidate the search weighs
 def terms_for(version: str, engine: str = "V1") -> MemoryTerms:
     """The newest row at or below `version` for that engine."""
     key = version_key(version)

@@ -37,19 +37,22 @@ Path_ = tuple[str | int, ...]
 Position = tuple[str, int, int]  # file, line, column (1-based)
 
 
+Source = tuple[Path, str, Any]  # path, display, libyaml's node of the file (None: ruamel read it)
+
+
 class Positions:
     """Where each value of a merged profile came from (file, line, column), computed on first use:
-    only a diagnostic needs them, so the common case never pays for a round-trip parse."""
+    only a diagnostic needs them, so the common case never pays for them."""
 
-    def __init__(self, files: list[tuple[Path, str]], index: dict[Path_, Position] | None = None):
-        self._files = files  # (path, display), base first: later files win
+    def __init__(self, files: list[Source], index: dict[Path_, Position] | None = None):
+        self._files = files  # base first: later files win
         self._index = index
 
     def _build(self) -> dict[Path_, Position]:
         if self._index is None:
             index: dict[Path_, Position] = {}
-            for path, display in self._files:
-                index.update(_ruamel_positions(path, display))
+            for path, display, node in self._files:
+                index.update(_file_positions(path, display, node))
             self._index = index
         return self._index
 
@@ -89,7 +92,7 @@ def load_profile(
 
     `defaults`: the repository configuration's profile defaults, under every overlay (the profile wins)."""
     display = display or str(path)
-    files: list[tuple[Path, str]] = []
+    files: list[Source] = []
     data = _load_with_extends(path, display, stack=(), files=files)
     if defaults:
         data = _deep_merge(defaults, data)
@@ -101,7 +104,7 @@ def load_profile(
 
 def profile_from_dict(data: dict[str, Any], display: str = "<profile>") -> Profile:
     """Validate a profile built in memory (the `plan`/`generate` flags) exactly like a file."""
-    positions = Positions([(Path(display), display)], index={})
+    positions = Positions([(Path(display), display, None)], index={})
     _validate_schema(data, positions)
     return _build_model(data, positions)
 
@@ -258,10 +261,11 @@ def _reader_error(exc: Any, text: str, display: str) -> DiagnosticError:
     )
 
 
-def _read_yaml(path: Path, display: str) -> Any:
-    """Plain data, fast (libyaml's composer), within the limits above. A syntax error or a duplicate
-    key goes to ruamel.yaml, which reports it with its position; explicit tags (`!`) are read by ruamel
-    too (its semantics decide), once the limits hold."""
+def _read_yaml(path: Path, display: str) -> tuple[Any, Any]:
+    """Plain data, fast (libyaml's composer), within the limits above, and the node graph it was read
+    from (None where ruamel.yaml read it). A syntax error or a duplicate key goes to ruamel.yaml, which
+    reports it with its position; explicit tags (`!`) are read by ruamel too (its semantics decide),
+    once the limits hold."""
     import yaml
 
     text = _read_text(path, display)
@@ -283,23 +287,23 @@ def _read_yaml(path: Path, display: str) -> Any:
                     )
                 ]
             ) from exc
-        return _ruamel_load(text, display)
+        return _ruamel_load(text, display), None
     except yaml.YAMLError:
-        return _ruamel_load(text, display)
+        return _ruamel_load(text, display), None
     if node is None:
-        return None
+        return None, None
     try:
         data = _plain_from_node(node)
     except _Duplicate:
-        return _ruamel_load(text, display)
+        return _ruamel_load(text, display), None
     except _Limit as exc:
         mark = exc.mark
         raise DiagnosticError(
             [Diagnostic(display, mark.line + 1, mark.column + 1, "limit", str(exc))]
         ) from exc
     if "!" in text:  # maybe a tag: ruamel's reading decides (it is bounded: the limits held above)
-        return _ruamel_load(text, display)
-    return data
+        return _ruamel_load(text, display), None
+    return data, node
 
 
 def _ruamel_yaml():
@@ -337,6 +341,46 @@ def _ruamel_load(text: str, display: str) -> Any:
         ) from exc
     except (YAMLError, RecursionError) as exc:
         raise DiagnosticError([Diagnostic(display, 0, 0, "yaml", str(exc).splitlines()[0][:200])]) from exc
+
+
+def _file_positions(path: Path, display: str, node: Any) -> dict[Path_, Position]:
+    """A file's positions from the node graph it was read from: the marks ruamel.yaml records are the
+    same nodes' (a round-trip parse costs ~2 ms a profile, for every profile with a warning). ruamel
+    is asked where its keys could differ from the plain reading's: `<<` merges (their keys have no
+    line of their own) and keys that are not plain names (ruamel keeps its own types: 1.5, dates)."""
+    if node is not None:
+        positions: dict[Path_, Position] = {}
+        try:
+            _node_positions(node, (), display, positions)
+            return positions
+        except _RuamelKeys:
+            pass  # ruamel's reading of the keys decides
+    return _ruamel_positions(path, display)
+
+
+class _RuamelKeys(Exception):
+    """A mapping whose keys ruamel.yaml reads its own way: its positions come from ruamel."""
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _node_positions(node: Any, path: Path_, display: str, out: dict[Path_, Position]) -> None:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if key_node.tag == _MERGE_TAG or not isinstance(key, str) or not _PLAIN_KEY.match(key):
+                raise _RuamelKeys
+            mark = key_node.start_mark
+            out[(*path, key)] = (display, mark.line + 1, mark.column + 1)
+            _node_positions(value_node, (*path, key), display, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            mark = item.start_mark
+            out[(*path, index)] = (display, mark.line + 1, mark.column + 1)
+            _node_positions(item, (*path, index), display, out)
 
 
 def _ruamel_positions(path: Path, display: str) -> dict[Path_, Position]:
@@ -395,22 +439,20 @@ def _plain(node: Any, budget: list[int] | None = None, depth: int = 0) -> Any:
 # --- extends ---------------------------------------------------------------------------------------
 
 
-def _load_with_extends(
-    path: Path, display: str, stack: tuple[Path, ...], files: list[tuple[Path, str]]
-) -> dict:
+def _load_with_extends(path: Path, display: str, stack: tuple[Path, ...], files: list[Source]) -> dict:
     resolved = path.resolve()
-    here = Positions([(path, display)])
     if resolved in stack:
         chain = " -> ".join(p.name for p in (*stack, resolved))
         raise DiagnosticError([Diagnostic(display, 0, 0, "extends-cycle", f"extends cycle: {chain}")])
-    data = _read_yaml(path, display)
+    data, node = _read_yaml(path, display)
+    here = Positions([(path, display, node)])
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise DiagnosticError([Diagnostic(display, 1, 1, "type", "a profile is a YAML mapping")])
     base_ref = data.pop("extends", None)
     if base_ref is None:
-        files.append((path, display))
+        files.append((path, display, node))
         return data
     if not isinstance(base_ref, str) or not base_ref:
         raise DiagnosticError([Diagnostic(*here(("extends",)), "type", "extends takes a relative path")])
@@ -421,7 +463,7 @@ def _load_with_extends(
         )
     base_display = str(Path(display).parent / base_ref)
     base = _load_with_extends(base_path, base_display, (*stack, resolved), files)
-    files.append((path, display))
+    files.append((path, display, node))
     return _deep_merge(base, data)
 
 
