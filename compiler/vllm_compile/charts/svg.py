@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 from xml.etree import ElementTree as ET
-from xml.etree.ElementTree import _escape_attrib, _escape_cdata  # ET's own: the bytes ET.tostring writes
 
 PINNED_MINOR = "3.1"  # pyproject.toml pins it: another minor lays out and styles the SVG differently
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -213,48 +212,10 @@ _LONG_ATTRIBUTE = re.compile(r'="([^"<>]*\d\.\d{3}[^"<>]*)"')
 def to_svg(root: ET.Element) -> str:
     """SVG text: an XML declaration, the <svg> element, LF newlines, one trailing newline.
     Numbers in attribute values (coordinates) are rounded; text (labels, values) is left as written."""
-    body = _serialize(root)
+    body = ET.tostring(root, encoding="unicode", short_empty_elements=True)
     body = _LONG_ATTRIBUTE.sub(lambda m: '="' + _DECIMAL.sub(_round, m.group(1)) + '"', body)
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     return "<?xml version='1.0' encoding='utf-8'?>\n" + text.rstrip("\n") + "\n"
-
-
-class _NotPlain(Exception):
-    """A tag or attribute ET would write with a namespace prefix (or a comment): ET writes that tree."""
-
-
-def _serialize(root: ET.Element) -> str:
-    """`ET.tostring(root, encoding="unicode", short_empty_elements=True)`, byte for byte, in about half
-    the time for the trees pygal builds with xml.etree (plain names, its namespace an `xmlns`
-    attribute): no namespace pass over the tree first. Anything else is left to ET."""
-    parts: list[str] = []
-    try:
-        _write(root, parts.append)
-    except _NotPlain:
-        return ET.tostring(root, encoding="unicode", short_empty_elements=True)
-    return "".join(parts)
-
-
-def _write(node: ET.Element, write: Callable[[str], object]) -> None:
-    tag = node.tag
-    if type(tag) is not str or "{" in tag:
-        raise _NotPlain
-    write("<" + tag)
-    for key, value in node.attrib.items():
-        if type(key) is not str or "{" in key:
-            raise _NotPlain
-        write(f' {key}="{_escape_attrib(value)}"')
-    if node.text or len(node):
-        write(">")
-        if node.text:
-            write(_escape_cdata(node.text))
-        for child in node:
-            _write(child, write)
-        write("</" + tag + ">")
-    else:
-        write(" />")
-    if node.tail:
-        write(_escape_cdata(node.tail))
 
 
 def stack(parts: list[ET.Element], title: str) -> ET.Element:
