@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
+import shutil
 import signal
 import sys
 import tempfile
@@ -233,7 +234,10 @@ def _shard(job: tuple[int, int, float]) -> dict[str, Any]:
         if failure is not None:
             failures.append((failure, text[:2000], elapsed))
 
-    case()
+    try:
+        case()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return {"cases": len(times), "failures": failures, "max_s": max(times, default=0.0), "times": times}
 
 

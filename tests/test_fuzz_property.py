@@ -3,15 +3,27 @@ error and finish in well under 2 s each (bounded: a few hundred cases; `.ci/run`
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz import documents, profiles, run_case
 
 WORK = Path(tempfile.mkdtemp(prefix="vllm-compile-prop-"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _remove_work() -> Iterator[None]:
+    """The cases' scratch folder (hypothesis' @given cannot take pytest's tmp_path) goes with the module."""
+    yield
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
 BOUNDED = settings(
     max_examples=120,
     deadline=None,
