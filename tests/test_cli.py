@@ -161,6 +161,25 @@ def test_module_entry_point_and_help() -> None:
     assert "exit codes:" in done.stdout and "2  invalid input" in done.stdout
 
 
+def test_executable_writes_what_main_writes_and_keeps_exit_codes(tmp_path: Path) -> None:
+    """The executable skips the interpreter's last garbage collection (cli.console): every file is
+    still written whole, and the exit codes are main's."""
+    directory = tmp_path / "p"
+    write(directory / "good.yaml", GOOD)
+    assert main([str(directory), "--out", str(tmp_path / "in-process")]) == 0
+
+    def executable(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vllm_compile", *args], capture_output=True, text=True, check=False
+        )
+
+    assert executable(str(directory), "--out", str(tmp_path / "executable")).returncode == 0
+    assert tree(tmp_path / "executable") == tree(tmp_path / "in-process") != {}
+    write(directory / "bad.yaml", "profile_version: 1\nmodel: {id: 12}\n")
+    done = executable(str(directory), "--out", str(tmp_path / "executable"))
+    assert done.returncode == 2 and "bad.yaml:2:" in done.stderr
+
+
 def test_parallel_compile_is_byte_identical_to_serial(tmp_path: Path) -> None:
     directory = tmp_path / "p"
     for index, gpu in enumerate(["H100", "L40S", "A100 80GB", "L4"]):
