@@ -79,14 +79,7 @@ def max_rate_for_slo(sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan,
         r = simulate_rate(sm, engine, memory, workload, rate)
         if r["request_rps"] < 0.9 * rate:  # the queue grows: not sustainable
             return False
-        return not slo_check(
-            workload,
-            ttft_s=r["ttft_s"],
-            ttft_p99_s=r["ttft_p99_s"],
-            tpot_s=r["tpot_s"],
-            e2e_s=r["e2e_s"],
-            percentiles=r,
-        )
+        return not _simulated_misses(workload, r)
 
     lo, hi = 0.0, cap
     if ok(hi):
@@ -95,6 +88,18 @@ def max_rate_for_slo(sm: pm.StepModel, engine: EngineConfig, memory: MemoryPlan,
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
     return lo
+
+
+def _simulated_misses(workload: Workload, r: dict[str, float]) -> list[str]:
+    """The SLOs a simulated rate misses (its percentiles included)."""
+    return slo_check(
+        workload,
+        ttft_s=r["ttft_s"],
+        ttft_p99_s=r["ttft_p99_s"],
+        tpot_s=r["tpot_s"],
+        e2e_s=r["e2e_s"],
+        percentiles=r,
+    )
 
 
 def plan_cluster(
@@ -138,14 +143,7 @@ def plan_cluster(
         # A finite simulation's rate includes its ramp and drain: a sustained replica serves what it is offered.
         per_rps = offered if r["request_rps"] >= 0.9 * offered else r["request_rps"]
         per_tok = per_rps * workload.gen.mean
-        misses = slo_check(
-            workload,
-            ttft_s=r["ttft_s"],
-            ttft_p99_s=r["ttft_p99_s"],
-            tpot_s=r["tpot_s"],
-            e2e_s=r["e2e_s"],
-            percentiles=r,
-        )
+        misses = _simulated_misses(workload, r)
     else:
         s = steady_at(sm, engine, memory, workload, max(1, math.ceil((workload.concurrency or 1) / chosen)))
         per_rps, per_tok = s.request_rps, s.output_tok_s
