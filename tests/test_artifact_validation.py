@@ -191,6 +191,8 @@ def test_bundled_profiles_render_valid_artifacts(path: Path, tmp_path: Path) -> 
         assert checks.compose_errors(files["docker-compose.yaml"]) == []
     if "helm-values.yaml" in files:  # not written for Ray-less multi-node DP (artifacts/dp_launch.py)
         assert checks.helm_errors(files["helm-values.yaml"]) == []
+    elif plan.roles:  # a `roles:` profile writes its router's chart values (llm-d by default)
+        assert plan.disaggregation["router"] != "production-stack" and "k8s/proxy-deployment.yaml" in files
     else:
         assert plan.engine.data_parallel_size > 1 and "k8s/leaderworkerset.yaml" in files
     for rel, text in files.items():

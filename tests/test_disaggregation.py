@@ -51,8 +51,24 @@ def _pd_plan(version: str = "0.11.0"):
 
 
 @cache
-def _pd_files(version: str = "0.11.0") -> dict[str, str]:
-    return render_artifacts(_pd_plan(version), TARGETS)
+def _pd_files(version: str = "0.11.0", router: str = "llm-d") -> dict[str, str]:
+    if router == "llm-d":
+        return render_artifacts(_pd_plan(version), TARGETS)
+    data = _profile(vllm={"version": version})
+    data["roles"] = {**data["roles"], "router": router}
+    return render_artifacts(api.plan_profile(api.load_profile_dict(data), name="pd"), TARGETS)
+
+
+def test_the_router_picks_the_chart_values_written() -> None:
+    written = {r: set(_pd_files(router=r)) for r in ("llm-d", "production-stack", "toy-proxy")}
+    assert "llm-d-values.yaml" in written["llm-d"] and "helm-values.yaml" not in written["llm-d"]
+    assert (
+        "helm-values.yaml" in written["production-stack"]
+        and "llm-d-values.yaml" not in written["production-stack"]
+    )
+    assert not {"llm-d-values.yaml", "helm-values.yaml"} & written["toy-proxy"]
+    assert {"docker-compose.yaml", "pd-proxy.py"} <= written["toy-proxy"]
+    assert "router toy-proxy: no chart values" in _pd_files(router="toy-proxy")["REPORT.md"]
 
 
 def test_roles_profile_in_profiles_plans_two_engines() -> None:
@@ -204,7 +220,7 @@ def test_llmd_schema_refuses_what_the_chart_refuses() -> None:
 
 
 def test_production_stack_pd_values_pass_the_chart_schema() -> None:
-    text = _pd_files()["helm-values.yaml"]
+    text = _pd_files(router="production-stack")["helm-values.yaml"]
     assert checks.helm_errors(text) == []
     values = yaml.safe_load(text)
     assert values["routerSpec"]["routingLogic"] == "disaggregated_prefill"

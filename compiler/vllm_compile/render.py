@@ -218,6 +218,14 @@ def render_artifacts(plan: Plan, targets: list[str]) -> dict[str, str]:
 
 # Targets a `roles:` profile renders (artifacts/disaggregated.py); the others say why they are not written.
 ROLE_TARGETS = ("command", "vllm-config", "compose", "helm", "k8s", "report")
+# What the `helm` target writes for each `roles.router` (compose and k8s/ run vLLM's toy proxy whatever it is).
+ROUTER_NOTES = {
+    "llm-d": "router llm-d: `helm` writes llm-d-values.yaml (the llm-d modelservice chart)",
+    "production-stack": "router production-stack: `helm` writes helm-values.yaml (the production-stack "
+    "chart's disaggregated prefill)",
+    "toy-proxy": "router toy-proxy: no chart values (`helm` writes nothing); vLLM's toy proxy runs in "
+    "docker-compose.yaml and k8s/",
+}
 
 
 def _render_roles(plan: Plan, targets: list[str]) -> dict[str, str]:
@@ -249,7 +257,8 @@ def _render_roles(plan: Plan, targets: list[str]) -> dict[str, str]:
     if "k8s" in targets:
         for path, obj in pd.k8s_objects(plan, ctxs, proxy).items():
             out[path] = render_template("k8s/deployment.yaml.j2", **common, obj=obj)
-    if "helm" in targets:
+    router = plan.disaggregation["router"]  # type: ignore[index]
+    if "helm" in targets and router == "llm-d":
         values = pd.llmd_values(plan, ctxs)
         out["llm-d-values.yaml"] = render_template(
             "llm-d-values.yaml.j2",
@@ -258,19 +267,18 @@ def _render_roles(plan: Plan, targets: list[str]) -> dict[str, str]:
             chart_version=pd.LLMD_CHART_VERSION,
             connector=values["routing"]["proxy"]["connector"],
         )
+    if "helm" in targets and router == "production-stack":
         out["helm-values.yaml"] = render_template(
             "helm-values-pd.yaml.j2", **common, values=pd.production_stack_values(plan, ctxs)
         )
     if "report" in targets:
         skipped = [t for t in targets if t not in ROLE_TARGETS]
-        notes = (
-            [
+        notes = [ROUTER_NOTES[router]] if "helm" in targets else []
+        if skipped:
+            notes.append(
                 f"not generated for a `roles:` profile: {', '.join(skipped)} (the disaggregated artifacts are the "
-                "pools' serve.sh / vllm-config, docker-compose.yaml, k8s/, llm-d-values.yaml and helm-values.yaml)"
-            ]
-            if skipped
-            else []
-        )
+                "pools' serve.sh / vllm-config, docker-compose.yaml, k8s/ and the router's chart values)"
+            )
         out["REPORT.md"] = render_template(
             "REPORT-pd.md.j2", **common, **report.roles_report(plan, ctxs), notes=notes
         )

@@ -117,9 +117,19 @@ def plan_disaggregated(resolved: Resolved, plan_one: Callable[[Resolved], Plan])
             update={"performance": None, "cluster": None, "cost": None, "layouts": []}
         )
     verdict = combined_verdict(plans)
+    inert = [
+        f"roles.{role}.hardware.interconnect is not used: the KV fabric between the pools is the profile's "
+        "hardware.interconnect, and this pool's one-GPU engines have no collectives"
+        for role in ROLES
+        if "interconnect" in getattr(resolved.profile.roles, role).hardware.model_fields_set
+        and plans[role].engine.total_gpus == 1
+    ]
+    if inert:
+        verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *inert]})
     decode = plans["decode"]
     disaggregation: dict[str, Any] = {
         "connector": (decode.kv_connector or {}).get("kv_transfer_config", {}).get("kv_connector"),
+        "router": resolved.profile.roles.router,  # what the `helm` target writes values for (render.py)
         "pools": {
             role: {
                 "gpu": p.resolved.gpu.name,

@@ -14,6 +14,8 @@ import math
 from ..plan import EngineConfig, MemoryPlan, RankMemory, Resolved, Risk, Verdict
 from ..units import GB, GIB
 from . import all2all
+from .inert import inert_settings
+from .workload import workload_of
 
 _RISK_ORDER: dict[str, int] = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
 
@@ -23,18 +25,14 @@ def _g(n: float) -> str:
 
 
 def _workload_tokens(resolved: Resolved) -> tuple[int | None, int | None]:
-    """(concurrency, tokens per request) of the declared workload, when it says so."""
+    """(concurrency, tokens per request) of the declared workload, when it says so. The means are the
+    workload pass's (a distribution may give only a p50 or a histogram)."""
     w = resolved.profile.workload
-
-    def mean(x: object) -> float | None:
-        if x is None:
-            return None
-        return float(getattr(x, "mean", x))  # type: ignore[arg-type]
-
-    prompt, gen = mean(w.prompt_tokens), mean(w.gen_tokens)
-    if w.concurrency is None or prompt is None:
+    if w.concurrency is None or w.prompt_tokens is None:
         return w.concurrency, None
-    return w.concurrency, int(round(prompt + (gen or 0)))
+    lengths = workload_of(resolved)
+    gen = lengths.gen.mean if w.gen_tokens is not None else 0.0
+    return w.concurrency, int(round(lengths.prompt.mean + gen))
 
 
 def _what_would_fit(rank: RankMemory, engine: EngineConfig) -> str:
@@ -57,7 +55,9 @@ def _what_would_fit(rank: RankMemory, engine: EngineConfig) -> str:
 def judge(resolved: Resolved, engine: EngineConfig, memory: MemoryPlan) -> Verdict:
     policy = resolved.profile.policy
     reasons: list[str] = []
-    warnings: list[str] = []
+    # What the model's facts had to guess (an estimate from params_b, an unpinned revision) and the
+    # settings that do nothing here come first.
+    warnings: list[str] = [*resolved.model.warnings, *inert_settings(resolved, engine)]
     capacity_notes: list[str] = []
     starts = True
     b = memory.binding

@@ -127,13 +127,18 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
     )
     expert_parallel = pick("enable_expert_parallel", par.enable_expert_parallel, False, f"vLLM {v} default")
 
+    # policy.max_gpu_memory_utilization bounds what is decided, vLLM's default included.
+    cap = profile.policy.max_gpu_memory_utilization
+    default_utilization = min(version.gpu_memory_utilization, cap)
     utilization = pick(
         "gpu_memory_utilization",
         vllm_spec.gpu_memory_utilization
         if _user(vllm_spec.gpu_memory_utilization)
         else profile.policy.gpu_memory_utilization,
-        version.gpu_memory_utilization,
-        f"vLLM {v} default",
+        default_utilization,
+        f"vLLM {v} default"
+        if default_utilization == version.gpu_memory_utilization
+        else f"policy.max_gpu_memory_utilization {cap:g} (vLLM {v}'s default {version.gpu_memory_utilization:g} is above it)",
     )
 
     chunked = pick(

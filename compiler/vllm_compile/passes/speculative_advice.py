@@ -47,7 +47,29 @@ def with_speculative(resolved: Resolved, spec: SpeculativeSpec) -> Resolved:
 
 
 def advise(plan: Plan, replan: Callable[[Resolved], Plan]) -> Plan:
-    """`plan`, with the proposal in its performance notes, or the speculative plan when the policy allows."""
+    """`plan`, with the proposal in its performance notes, or the speculative plan when the policy allows.
+    Without a proposal, the settings that only serve one (an acceptance rate, allow_speculative) say so."""
+    advised = _advise(plan, replan)
+    profile = plan.resolved.profile
+    if advised is not plan or profile.vllm.speculative is not None:
+        return advised
+    inert = []
+    if profile.workload.spec_acceptance_rate is not None:
+        inert.append("workload.spec_acceptance_rate")
+    if profile.policy.allow_speculative:
+        inert.append("policy.allow_speculative")
+    if not inert:
+        return plan
+    warning = (
+        f"{' and '.join(inert)}: not used, no speculative decoding is planned or proposed (set "
+        "vllm.speculative; the recommender proposes it for a latency objective on a model with a known "
+        "draft or MTP layers)"
+    )
+    verdict = plan.verdict.model_copy(update={"warnings": [*plan.verdict.warnings, warning]})
+    return plan.model_copy(update={"verdict": verdict})
+
+
+def _advise(plan: Plan, replan: Callable[[Resolved], Plan]) -> Plan:
     resolved = plan.resolved
     if (
         resolved.profile.vllm.speculative is not None

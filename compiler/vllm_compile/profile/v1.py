@@ -496,8 +496,9 @@ class RolesSpec(_Section):
     decode: RoleSpec = Field(default_factory=RoleSpec)
     router: Literal["llm-d", "production-stack", "toy-proxy"] = Field(
         "llm-d",
-        description="What routes each request to a prefill then a decode engine in the artifacts "
-        "(compose always runs vLLM's toy proxy).",
+        description="What routes each request to a prefill then a decode engine: the `helm` target writes "
+        "its chart's values (llm-d: llm-d-values.yaml, production-stack: helm-values.yaml, toy-proxy: none); "
+        "compose and k8s/ run vLLM's toy proxy.",
     )
 
 

@@ -1,0 +1,40 @@
+"""Settings a profile gives that change nothing in its context, said out loud: the planner never
+ignores a setting silently (tools/setting_effects.py finds them; tests/test_setting_effects.py keeps
+the list closed). Each message names the setting and what would make it count."""
+
+from __future__ import annotations
+
+from ..plan import EngineConfig, Resolved
+from .workload import workload_of
+
+
+def inert_settings(resolved: Resolved, engine: EngineConfig) -> list[str]:
+    profile = resolved.profile
+    out: list[str] = []
+    if profile.model.params_b is not None and resolved.model.source != "params_b":
+        out.append(
+            f"model.params_b {profile.model.params_b:g} is not used: {resolved.model.id}'s config is known "
+            f"({resolved.model.source}) and gives the shapes the plan uses; params_b only stands in for a "
+            "model with no config.json"
+        )
+    if profile.workload.burstiness is not None:
+        workload = workload_of(resolved)
+        if workload.trace is not None:
+            out.append("workload.burstiness is not used: the trace's own arrival times are replayed")
+        elif workload.request_rate is None:
+            out.append(
+                "workload.burstiness is not used: a closed-loop workload (concurrency) has no arrival "
+                "process; it shapes the gaps of workload.request_rate"
+            )
+    if profile.policy.overhead_gb is not None:
+        out.append(
+            f"policy.overhead_gb {profile.policy.overhead_gb:g} (the Config Wizard's flat overhead) is not "
+            "used: the plan accounts activation, non-torch and CUDA-graph memory as vLLM does"
+        )
+    alone = engine.total_gpus == 1 and profile.roles is None and profile.vllm.kv_transfer is None
+    if profile.hardware.interconnect != "unknown" and alone:
+        out.append(
+            f"hardware.interconnect {profile.hardware.interconnect} is not used: one GPU per engine has no "
+            "collectives and no KV transfer"
+        )
+    return out
