@@ -64,12 +64,49 @@ PATHS = [
     ("hardware", "gpu_count"), ("x",), ("workload", "slo", "bogus"),
 ]  # fmt: skip
 
+
+def _schema_paths() -> list[tuple[str, ...]]:
+    """Every property path of the published profile schema (roles, speculative, KV connectors...),
+    so a field added to the language is fuzzed without editing this file."""
+    import json
+
+    schema = json.loads(
+        (Path(__file__).resolve().parents[1] / "schemas" / "profile.v1.schema.json").read_text(
+            encoding="utf-8"
+        )
+    )
+
+    def objects(node: dict[str, Any]) -> list[dict[str, Any]]:
+        if "$ref" in node:
+            return objects(schema["$defs"][node["$ref"].rsplit("/", 1)[-1]])
+        if "anyOf" in node:
+            return [o for branch in node["anyOf"] for o in objects(branch)]
+        return [node] if "properties" in node else []
+
+    out: list[tuple[str, ...]] = []
+
+    def walk(node: dict[str, Any], path: tuple[str, ...], depth: int) -> None:
+        for obj in objects(node):
+            for key, prop in obj["properties"].items():
+                out.append((*path, key))
+                if depth < 4:
+                    walk(prop, (*path, key), depth + 1)
+
+    walk(schema, (), 0)
+    return out
+
+
+PATHS += [p for p in _schema_paths() if p not in PATHS]
+
 # Values people write (and the edges next to them), then anything at all.
 REALISTIC = [0, 1, 2, 3, 4, 7, 8, 16, 32, 64, 128, 1000, 1024, 4096, 8192, 32768, 131072, 10**6, 2**24,
              2**24 + 1, 10**10, 0.5, 0.9, 0.95, 1.0, 1.5, -1, "auto", "none", "fp8", "bfloat16", "float16",
              "awq", "custom", "chatbot", "0.19.0", "0.8.5", "0.10.2", "9.9.9", "throughput", "latency",
              "never", "nvlink", "pcie", "--flag", "a b", "", [], {}, None, True, False, ["command"],
-             ["--enable-lora"], {"mean": 100, "p99": 50}, {"mean": 1000, "max": 4096}]  # fmt: skip
+             ["--enable-lora"], {"mean": 100, "p99": 50}, {"mean": 1000, "max": 4096}, {"p50": 200},
+             {"histogram": [[100, 1], [2000, 3]]}, {"histogram": []}, {"p90": 500},
+             {"method": "ngram", "num_speculative_tokens": 3}, {"connector": "NixlConnector"},
+             {"prefill": {}, "decode": {}}, {"size_gib": 16}, "deepep_low_latency", "NixlConnector"]  # fmt: skip
 SCALARS = st.one_of(
     st.sampled_from(REALISTIC),
     st.integers(min_value=-(2**70), max_value=2**70),

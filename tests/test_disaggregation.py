@@ -395,3 +395,11 @@ def test_plan_command_says_both_pools_and_the_comparison(capsys: pytest.CaptureF
     out = json.loads(capsys.readouterr().out)
     assert set(out["disaggregation"]["pools"]) == {"prefill", "decode"}
     assert out["disaggregation"]["comparison"]["winner"] in ("aggregated", "disaggregated")
+
+
+def test_a_role_field_given_as_null_is_the_profiles() -> None:
+    # Found by the schema-wide fuzz: `roles.prefill.hardware.gpu_name: null` made an invalid pool (exit 3).
+    data = _profile()
+    data["roles"] = {**data["roles"], "prefill": {**data["roles"]["prefill"], "hardware": {"gpu_name": None}}}
+    plan = api.plan_profile(api.load_profile_dict(data), name="pd")
+    assert plan.roles["prefill"].resolved.gpu.name == plan.roles["decode"].resolved.gpu.name

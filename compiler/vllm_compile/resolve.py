@@ -71,7 +71,7 @@ def resolve(
         from .passes.disaggregation import in_role, role_profiles
 
         roles = {}
-        for role, derived in role_profiles(given).items():
+        for role, derived in role_profiles(given).items():  # ResolveError where a pool is invalid
             try:
                 roles[role] = resolve(derived, f"{name}-{role}", locked_model=locked_model, base_dir=base_dir)
             except ResolveError as exc:

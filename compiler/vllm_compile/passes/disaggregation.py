@@ -42,6 +42,8 @@ def role_profile(profile: Profile, role: str) -> Profile:
     data.pop("extends", None)
     for section in ("hardware", "parallelism", "vllm"):
         over = getattr(spec, section).model_dump(mode="json", exclude_unset=True, by_alias=True)
+        if section == "hardware":  # a role's hardware field given as null is the profile's, as one left out
+            over = {key: value for key, value in over.items() if value is not None}
         data[section] = _merge(data.get(section, {}), over)
     data.setdefault("deploy", {})["replicas"] = spec.replicas
     # The SLO is judged on the split layout (passes/disagg_perf.py), not on each pool as if it served whole
@@ -56,7 +58,20 @@ def role_profile(profile: Profile, role: str) -> Profile:
         vllm["kv_transfer"]["kv_role"] = "kv_both" if connector == "NixlConnector" else DIRECTED[role]
     if profile.name:
         data["name"] = f"{profile.name}-{role}"[:63].rstrip("-")
-    return Profile.model_validate(data)
+    from pydantic import ValidationError
+
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:  # the role's settings over the profile's make an invalid pool
+        from ..resolve import ResolveError
+
+        error = exc.errors()[0]
+        where = tuple(str(part) for part in error["loc"])
+        raise ResolveError(
+            role_path(profile, role, where),
+            f"the {role} pool ({'.'.join(where) or 'profile'} after merging roles.{role} over the profile): "
+            f"{error['msg']}",
+        ) from None
 
 
 def role_profiles(profile: Profile) -> dict[str, Profile]:
