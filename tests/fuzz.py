@@ -83,12 +83,31 @@ def _schema_paths() -> list[tuple[str, ...]]:
             return [o for branch in node["anyOf"] for o in objects(branch)]
         return [node] if "properties" in node else []
 
-    out: list[tuple[str, ...]] = []
+    def leaves(node: dict[str, Any]) -> list[dict[str, Any]]:
+        if "$ref" in node:
+            return leaves(schema["$defs"][node["$ref"].rsplit("/", 1)[-1]])
+        if "anyOf" in node:
+            return [b for branch in node["anyOf"] for b in leaves(branch)]
+        return [node]
+
+    def values(prop: dict[str, Any]) -> list[Any]:
+        """What the schema allows at its edges: enum members, consts, both booleans, the bounds."""
+        out: list[Any] = []
+        for branch in leaves(prop):
+            out += branch.get("enum", []) + ([branch["const"]] if "const" in branch else [])
+            if branch.get("type") == "boolean":
+                out += [True, False]
+            for bound in ("minimum", "maximum"):
+                if bound in branch and branch.get("type") in ("integer", "number"):
+                    out.append(branch[bound])
+        return out
+
+    out: dict[tuple[str, ...], list[Any]] = {}
 
     def walk(node: dict[str, Any], path: tuple[str, ...], depth: int) -> None:
         for obj in objects(node):
             for key, prop in obj["properties"].items():
-                out.append((*path, key))
+                out[(*path, key)] = values(prop)
                 if depth < 4:
                     walk(prop, (*path, key), depth + 1)
 
@@ -96,6 +115,9 @@ def _schema_paths() -> list[tuple[str, ...]]:
     return out
 
 
+# Valid values at the schema's edges per path: a third of the mutations use them, so cases get past
+# validation into the planning passes (where the crashes were) instead of stopping at a type error.
+SCHEMA_VALUES = {path: vs for path, vs in _schema_paths().items() if vs}
 PATHS += [p for p in _schema_paths() if p not in PATHS]
 
 # Values people write (and the edges next to them), then anything at all.
@@ -164,6 +186,8 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
                 parent = parent.get(key) if isinstance(parent, dict) else None
             if isinstance(parent, dict):
                 parent.pop(path[-1], None)
+        elif path in SCHEMA_VALUES and draw(st.integers(min_value=0, max_value=2)) == 0:
+            _set(data, path, draw(st.sampled_from(SCHEMA_VALUES[path])))
         else:
             _set(data, path, draw(VALUES))
     return data

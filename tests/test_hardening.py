@@ -283,3 +283,18 @@ def test_vram_gb_override_is_said(tmp_path: Path) -> None:
     (item,) = api.compile_paths([path], out_dir=tmp_path / "out").results
     (note,) = [w for w in item.summary["warnings"] if "overrides the catalog" in w]
     assert "22.35 GiB" in note and "23.99 GiB" in note
+
+
+def test_a_prompt_past_max_model_len_plans_fast_and_says_vllm_rejects_it(tmp_path: Path) -> None:
+    # Found by the schema-edge fuzz: p50 2**24 tokens on 8 x RTX 4090 took 3.7 s.
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        "profile_version: 1\nmodel: {id: Qwen/Qwen3-8B, max_model_len: 8192}\n"
+        "hardware: {gpu_name: RTX 4090, gpus: 8}\nworkload: {prompt_tokens: {p50: 16777216}}\n"
+    )
+    start = time.perf_counter()
+    result = api.compile_paths([path], out_dir=tmp_path / "out")
+    assert time.perf_counter() - start < 2.0
+    assert result.exit_code == ExitCode.OK
+    (item,) = result.results
+    assert any("exceeds max_model_len 8,192: vLLM rejects" in d.message for d in item.diagnostics)

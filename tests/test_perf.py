@@ -302,3 +302,18 @@ def test_rocm_gemms_past_the_skinny_kernels_read_weights_at_hipblaslt_share() ->
     )
     # One kernel family on CUDA: no step in cost from 1 to 2 rows beyond the host's per-sequence time.
     assert weight_read(fp8, GPU, "fp8", 2) == pytest.approx(weight_read(fp8, GPU, "fp8", 1), rel=1e-6)
+
+
+def test_a_prompt_of_many_chunks_is_summed_in_bounded_work_within_half_a_percent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1,000,000 prompt tokens at a 2,048-token budget: 489 chunks, past SUMMED_CHUNKS (midpoint rule).
+    from vllm_compile.passes import batching_sim
+
+    sm = sm_for(dense())
+    args = dict(prompt=1_000_000, gen=64, concurrency=1, max_num_seqs=256, max_num_batched_tokens=2048)
+    grouped = steady_state(sm, **args, kv_tokens=2_000_000)
+    monkeypatch.setattr(batching_sim, "SUMMED_CHUNKS", 10**9)  # every chunk summed one by one
+    exact = steady_state(sm, **args, kv_tokens=2_000_000)
+    assert grouped.ttft_s == pytest.approx(exact.ttft_s, rel=0.005)
+    assert grouped.ttft_s != exact.ttft_s  # the grouped sum did run

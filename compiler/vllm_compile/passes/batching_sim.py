@@ -274,6 +274,12 @@ class SteadyState:
     queue_s: float
 
 
+# Prefill chunks of one prompt whose step times the closed form sums one by one; beyond it (a prompt over
+# SUMMED_CHUNKS x the step budget, e.g. 2M tokens at 8,192) it sums that many groups of chunks at their
+# midpoints: the context grows linearly over the chunks, so the error is second order in 1/SUMMED_CHUNKS.
+SUMMED_CHUNKS = 256
+
+
 def steady_state(
     sm: StepModel,
     *,
@@ -302,7 +308,13 @@ def steady_state(
     dec_batch = max(r - 1, 0) if r > 1 else 0
     t_dec = sm.step_time(r, r * (prompt + gen / 2)) if r else 0.0
     t_mix = sm.step_time(dec_batch, ctx_dec, per_step, prompt / 2)
-    t_own = sum(sm.step_time(dec_batch, ctx_dec, chunk, i * chunk + chunk / 2) for i in range(chunks))
+    if chunks <= SUMMED_CHUNKS:
+        t_own = sum(sm.step_time(dec_batch, ctx_dec, chunk, i * chunk + chunk / 2) for i in range(chunks))
+    else:  # a composite midpoint rule: bounded work for any prompt length (issue #11)
+        group = chunks / SUMMED_CHUNKS
+        t_own = group * sum(
+            sm.step_time(dec_batch, ctx_dec, chunk, (j + 0.5) * group * chunk) for j in range(SUMMED_CHUNKS)
+        )
     life = (steps - n_pf) * t_dec + n_pf * t_mix  # one request's life = one full cycle of the loop
     tpot = max(life - t_own, t_dec * (gen - 1)) / max(gen - 1, 1) if gen > 1 else 0.0
     ttft = perf_model.REQUEST_OVERHEAD_S + t_own + 0.5 * t_dec  # arrives mid-step on average

@@ -380,6 +380,13 @@ def validate(
             f"tensor parallel {tp} spans nodes ({per_node} GPUs per node): all-reduces cross the network; use "
             f"TP {per_node} x PP {math.ceil(tp / per_node) * engine.pipeline_parallel_size}"
         )
+    longest = workload.prompt.max + workload.gen.max
+    if longest > engine.max_model_len:
+        out.append(
+            f"the workload's longest request ({workload.prompt.max:,.0f} prompt + {workload.gen.max:,.0f} generated "
+            f"tokens) exceeds max_model_len {engine.max_model_len:,}: vLLM rejects such prompts (HTTP 400) and stops "
+            "generating at the limit; the estimate assumes they are served"
+        )
     if memory is not None and workload.concurrency:
         limit = kv_limit(memory, engine, workload)
         if limit < workload.concurrency:
