@@ -94,3 +94,32 @@ def test_a_length_given_only_by_its_p50_plans() -> None:
     verdict = plan_profile(load_profile_dict(data)).verdict
     assert verdict.starts
     assert any("16 x 1,224 = 19,584 tokens fit" in n for n in verdict.capacity_notes)
+
+
+def test_settings_an_explicit_value_or_the_layout_overrides_say_so() -> None:
+    moe = setting_effects.BASES["moe"]
+    assert any(
+        "enable_expert_parallel (and all2all_backend) is not used" in w
+        for w in _warnings(parallelism={"enable_expert_parallel": True})
+    )  # a dense model has no experts
+    both = _warnings(vllm={"gpu_memory_utilization": 0.9}, policy={"gpu_memory_utilization": 0.8})
+    assert any("policy.gpu_memory_utilization 0.8 is not used" in w for w in both)
+    above = _warnings(vllm={"gpu_memory_utilization": 0.9}, policy={"max_gpu_memory_utilization": 0.8})
+    assert any("is above policy.max_gpu_memory_utilization 0.8" in w for w in above)
+    eager = _warnings(vllm={"enforce_eager": True, "max_cudagraph_capture_size": 64})
+    assert any("enforce_eager captures no CUDA graphs" in w for w in eager)
+    wide = {"gpu_name": "H100", "gpus": 4}
+    layout = {"tensor_parallel_size": 2, "pipeline_parallel_size": 1}  # PP left out would take the rest
+    idle = plan_profile(load_profile_dict({**moe, "hardware": wide, "parallelism": layout}))
+    assert any("hardware.gpus 4: the layout uses 2 of them" in w for w in idle.verdict.warnings)
+
+
+def test_a_layout_wider_than_the_gpus_given_is_refused() -> None:
+    import pytest
+
+    from vllm_compile.passes.settings import SettingsError
+
+    data = {**BASE, "hardware": {"gpu_name": "H100", "gpus": 2}, "parallelism": {"tensor_parallel_size": 4}}
+    with pytest.raises(SettingsError, match="needs 4 GPUs .* hardware.gpus is 2") as caught:
+        plan_profile(load_profile_dict(data))
+    assert caught.value.path == ("hardware", "gpus")

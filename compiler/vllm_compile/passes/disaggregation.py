@@ -139,6 +139,13 @@ def plan_disaggregated(resolved: Resolved, plan_one: Callable[[Resolved], Plan])
         if "interconnect" in getattr(resolved.profile.roles, role).hardware.model_fields_set
         and plans[role].engine.total_gpus == 1
     ]
+    profile = resolved.profile
+    if "replicas" in profile.deploy.model_fields_set:
+        inert.append("deploy.replicas is not used by a `roles:` profile: each pool has roles.<role>.replicas")
+    if profile.cost is not None and profile.cost.model_fields_set:
+        inert.append(
+            "not-modelled: cost: a `roles:` profile gets no cost estimate; the pools' GPUs are in the lock"
+        )
     if inert:
         verdict = verdict.model_copy(update={"warnings": [*verdict.warnings, *inert]})
     decode = plans["decode"]

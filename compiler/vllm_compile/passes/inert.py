@@ -31,6 +31,35 @@ def inert_settings(resolved: Resolved, engine: EngineConfig) -> list[str]:
             f"policy.overhead_gb {profile.policy.overhead_gb:g} (the Config Wizard's flat overhead) is not "
             "used: the plan accounts activation, non-torch and CUDA-graph memory as vLLM does"
         )
+    hardware, vllm, policy = profile.hardware, profile.vllm, profile.policy
+    if "gpus" in hardware.model_fields_set and engine.total_gpus < hardware.gpus:
+        out.append(
+            f"hardware.gpus {hardware.gpus}: the layout uses {engine.total_gpus} of them (tensor "
+            f"{engine.tensor_parallel_size} x pipeline {engine.pipeline_parallel_size} x data "
+            f"{engine.data_parallel_size}); the rest stay idle (deploy.replicas scales out)"
+        )
+    if engine.enable_expert_parallel and not resolved.model.is_moe:
+        out.append(
+            f"parallelism.enable_expert_parallel (and all2all_backend) is not used: {resolved.model.id} has no "
+            "experts to spread; vLLM runs it as tensor/data parallel"
+        )
+    explicit_utilization = vllm.gpu_memory_utilization != "auto"
+    if explicit_utilization and policy.gpu_memory_utilization is not None:
+        out.append(
+            f"policy.gpu_memory_utilization {policy.gpu_memory_utilization:g} is not used: "
+            f"vllm.gpu_memory_utilization {vllm.gpu_memory_utilization:g} is given"
+        )
+    if explicit_utilization and vllm.gpu_memory_utilization > policy.max_gpu_memory_utilization:
+        out.append(
+            f"vllm.gpu_memory_utilization {vllm.gpu_memory_utilization:g} is above policy."
+            f"max_gpu_memory_utilization {policy.max_gpu_memory_utilization:g}: the explicit value is used"
+        )
+    graphs_asked = vllm.max_cudagraph_capture_size is not None or vllm.cudagraph_capture_sizes is not None
+    if engine.enforce_eager and graphs_asked:
+        out.append(
+            "vllm.max_cudagraph_capture_size / cudagraph_capture_sizes are not used: enforce_eager captures "
+            "no CUDA graphs"
+        )
     alone = engine.total_gpus == 1 and profile.roles is None and profile.vllm.kv_transfer is None
     if profile.hardware.interconnect != "unknown" and alone:
         out.append(

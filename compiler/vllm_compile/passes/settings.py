@@ -196,6 +196,18 @@ def decide_engine(resolved: Resolved) -> tuple[EngineConfig, dict[str, Decision]
     )
 
     wide = wide_ep_settings(resolved, tp, dp, expert_parallel, pick)
+    # hardware.gpus as given is what one replica has: a layout wider than that cannot start.
+    given_gpus = profile.hardware.gpus if "gpus" in profile.hardware.model_fields_set else None
+    pcp = wide["prefill_context_parallel_size"]
+    world = tp * pp * dp * pcp
+    if given_gpus is not None and world > given_gpus:
+        raise SettingsError(
+            ("hardware", "gpus"),
+            f"the parallel layout needs {world} GPUs (tensor {tp} x pipeline {pp} x data {dp}"
+            + (f" x prefill context {pcp}" if pcp > 1 else "")
+            + f") but hardware.gpus is {given_gpus}: vLLM would not find the devices; give hardware.gpus: "
+            f"{world} or smaller parallel sizes",
+        )
     max_num_seqs, max_num_batched_tokens = batched_dp_batch(
         resolved, wide, dp, max_num_seqs, max_num_batched_tokens, decisions
     )
