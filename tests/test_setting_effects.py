@@ -123,3 +123,24 @@ def test_a_layout_wider_than_the_gpus_given_is_refused() -> None:
     with pytest.raises(SettingsError, match="needs 4 GPUs .* hardware.gpus is 2") as caught:
         plan_profile(load_profile_dict(data))
     assert caught.value.path == ("hardware", "gpus")
+
+
+def test_a_roles_profile_says_which_top_level_settings_both_pools_replace() -> None:
+    data = {
+        **BASE,
+        "parallelism": {"tensor_parallel_size": 1},
+        "roles": {
+            "prefill": {"parallelism": {"tensor_parallel_size": 1}},
+            "decode": {"parallelism": {"tensor_parallel_size": 1}},
+        },
+    }
+    warnings = plan_profile(load_profile_dict(data)).verdict.warnings
+    assert (
+        "parallelism.tensor_parallel_size is not used: both pools set roles.<role>.parallelism.tensor_parallel_size"
+        in warnings
+    )
+    wizard = _warnings(policy={"gpu_memory_utilization": 0.9, "max_gpu_memory_utilization": 0.8})
+    assert any(
+        "policy.gpu_memory_utilization 0.9 is above policy.max_gpu_memory_utilization 0.8" in w
+        for w in wizard
+    )

@@ -140,6 +140,16 @@ def plan_disaggregated(resolved: Resolved, plan_one: Callable[[Resolved], Plan])
         and plans[role].engine.total_gpus == 1
     ]
     profile = resolved.profile
+    roles = profile.roles
+    assert roles is not None
+    for section in ("hardware", "parallelism", "vllm"):
+        both = (
+            getattr(roles.prefill, section).model_fields_set & getattr(roles.decode, section).model_fields_set
+        )
+        inert.extend(
+            f"{section}.{key} is not used: both pools set roles.<role>.{section}.{key}"
+            for key in sorted(getattr(profile, section).model_fields_set & both)
+        )
     if "replicas" in profile.deploy.model_fields_set:
         inert.append("deploy.replicas is not used by a `roles:` profile: each pool has roles.<role>.replicas")
     if profile.cost is not None and profile.cost.model_fields_set:

@@ -49,10 +49,15 @@ def inert_settings(resolved: Resolved, engine: EngineConfig) -> list[str]:
             f"policy.gpu_memory_utilization {policy.gpu_memory_utilization:g} is not used: "
             f"vllm.gpu_memory_utilization {vllm.gpu_memory_utilization:g} is given"
         )
-    if explicit_utilization and vllm.gpu_memory_utilization > policy.max_gpu_memory_utilization:
+    given = (
+        ("vllm.gpu_memory_utilization", vllm.gpu_memory_utilization)
+        if explicit_utilization
+        else ("policy.gpu_memory_utilization", policy.gpu_memory_utilization)
+    )
+    if given[1] is not None and given[1] > policy.max_gpu_memory_utilization:
         out.append(
-            f"vllm.gpu_memory_utilization {vllm.gpu_memory_utilization:g} is above policy."
-            f"max_gpu_memory_utilization {policy.max_gpu_memory_utilization:g}: the explicit value is used"
+            f"{given[0]} {given[1]:g} is above policy.max_gpu_memory_utilization "
+            f"{policy.max_gpu_memory_utilization:g}: the explicit value is used"
         )
     graphs_asked = vllm.max_cudagraph_capture_size is not None or vllm.cudagraph_capture_sizes is not None
     if engine.enforce_eager and graphs_asked:
