@@ -132,16 +132,16 @@ def plan_disaggregated(resolved: Resolved, plan_one: Callable[[Resolved], Plan])
             update={"performance": None, "cluster": None, "cost": None, "layouts": []}
         )
     verdict = combined_verdict(plans)
+    # Settings a `roles:` profile gives that no pool uses, said out loud (passes/inert.py for one engine).
+    profile, roles = resolved.profile, resolved.profile.roles
+    assert roles is not None
     inert = [
         f"roles.{role}.hardware.interconnect is not used: the KV fabric between the pools is the profile's "
         "hardware.interconnect, and this pool's one-GPU engines have no collectives"
         for role in ROLES
-        if "interconnect" in getattr(resolved.profile.roles, role).hardware.model_fields_set
+        if "interconnect" in getattr(roles, role).hardware.model_fields_set
         and plans[role].engine.total_gpus == 1
     ]
-    profile = resolved.profile
-    roles = profile.roles
-    assert roles is not None
     for section in ("hardware", "parallelism", "vllm"):
         both = (
             getattr(roles.prefill, section).model_fields_set & getattr(roles.decode, section).model_fields_set
@@ -161,7 +161,7 @@ def plan_disaggregated(resolved: Resolved, plan_one: Callable[[Resolved], Plan])
     decode = plans["decode"]
     disaggregation: dict[str, Any] = {
         "connector": (decode.kv_connector or {}).get("kv_transfer_config", {}).get("kv_connector"),
-        "router": resolved.profile.roles.router,  # what the `helm` target writes values for (render.py)
+        "router": roles.router,  # what the `helm` target writes values for (render.py)
         "pools": {
             role: {
                 "gpu": p.resolved.gpu.name,
