@@ -144,3 +144,11 @@ def test_a_roles_profile_says_which_top_level_settings_both_pools_replace() -> N
         "policy.gpu_memory_utilization 0.9 is above policy.max_gpu_memory_utilization 0.8" in w
         for w in wizard
     )
+
+
+def test_the_profile_description_heads_its_report() -> None:
+    from vllm_compile.render import render_artifacts
+
+    data = {**BASE, "description": "Chat for the\nsupport team."}
+    report = render_artifacts(plan_profile(load_profile_dict(data)), ["report"])["REPORT.md"]
+    assert report.splitlines()[2] == "> Chat for the support team."

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import json
 import sys
 from collections.abc import Iterator
@@ -63,6 +64,7 @@ CONTEXT: dict[tuple[str, ...], dict[str, Any]] = {
         "parallelism": {"enable_expert_parallel": True, "enable_eplb": True}
     },
 }
+STRINGS = False  # --strings: free-text leaves get "probe1" too
 TARGETS = ["command", "vllm-config", "compose", "helm", "k8s", "lws", "kserve", "report"]
 SKIP = {
     ("profile_version",),  # the format version: one value
@@ -94,6 +96,8 @@ def _scalar_values(branch: dict[str, Any], default: Any) -> list[Any]:
     kind = branch.get("type")
     if kind == "boolean":
         return [True, False]
+    if kind == "string" and STRINGS:
+        return ["probe1"]  # a name most patterns accept (Kubernetes names, served names, images)
     if kind in ("integer", "number"):
         lo = branch.get("minimum", branch.get("exclusiveMinimum", 0))
         hi = branch.get("maximum", branch.get("exclusiveMaximum"))
@@ -261,7 +265,11 @@ def main() -> None:
     )
     parser.add_argument("--silent", action="store_true", help="only the settings silent on every base")
     parser.add_argument("--bundled", action="store_true", help="the bundled profiles/ as the bases")
+    parser.add_argument("--strings", action="store_true", help='free-text leaves too (value "probe1")')
     args = parser.parse_args()
+    global STRINGS
+    STRINGS = args.strings
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a probed model id or revision never reaches the Hub
     bases = BASES
     if args.bundled:
         from vllm_compile.profile.loader import load_profile

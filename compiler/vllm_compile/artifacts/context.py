@@ -102,6 +102,8 @@ class Context:
             "startup_explanation": self.startup.explanation,
             "hf_secret": self.deploy.hf_token_secret,
             "namespace": self.deploy.namespace,
+            # The profile's own words, on one line (REPORT.md quotes them under its title).
+            "description": " ".join((self.plan.resolved.profile.description or "").split()),
         }
 
 
