@@ -391,7 +391,7 @@ def validate(
         limit = kv_limit(memory, engine, workload)
         if limit < workload.concurrency:
             out.append(
-                f"capacity: the KV cache holds {limit} requests of {workload.context_tokens:,.0f} tokens "
+                f"capacity: the KV cache holds {limit} request{'s' if limit != 1 else ''} of {workload.context_tokens:,.0f} tokens "
                 f"({memory.kv.tokens:,} tokens) but the workload keeps {workload.concurrency} in flight; the rest queue "
                 "(fp8 KV cache, a higher gpu_memory_utilization, more GPUs or replicas would hold them)"
             )
