@@ -144,8 +144,25 @@ VALUES = st.one_of(
 )
 
 
+def _bundled() -> list[dict[str, Any]]:
+    """The bundled profiles (after `extends`): rich starting points (roles, wide EP, speculative...)."""
+    from vllm_compile.profile.loader import load_profile
+
+    return [
+        load_profile(p).data
+        for p in sorted((Path(__file__).resolve().parents[1] / "profiles").glob("*.yaml"))
+    ]
+
+
+BUNDLED = _bundled()
+
+
 @st.composite
 def base_profiles(draw: st.DrawFn) -> dict[str, Any]:
+    if draw(st.integers(min_value=0, max_value=3)) == 0:  # a quarter start from a bundled profile
+        import copy
+
+        return copy.deepcopy(draw(st.sampled_from(BUNDLED)))
     data: dict[str, Any] = {
         "profile_version": 1,
         "model": {
