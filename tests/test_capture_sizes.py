@@ -97,6 +97,29 @@ def test_explicit_sizes_are_validated_and_emitted() -> None:
     assert argv[i + 1 : i + 4] == ["1", "8", "16"]
 
 
+@pytest.mark.parametrize("version", ["0.10.2", "0.11.0", "0.33.0"])
+@pytest.mark.parametrize("given", ["field", "extra_args"])
+def test_explicit_sizes_reach_every_artifact(version: str, given: str) -> None:
+    # Both forms used to fail at render: the sizes went into extra_args as a feature flag, which then
+    # collided with the setting the artifacts emit ("extra_args sets --cudagraph-capture-sizes").
+    from tests.fixtures import artifact_checks as checks
+    from vllm_compile.facts import vllm_flags
+    from vllm_compile.render import render_artifacts
+
+    flag = "--cudagraph-capture-sizes" if version == "0.33.0" else "--cuda-graph-sizes"  # renamed in 0.11.1
+    vllm: dict = {"version": version}
+    if given == "field":
+        vllm["cudagraph_capture_sizes"] = [1, 2, 4, 8]
+    else:
+        vllm["extra_args"] = [flag, "1", "2", "4", "8"]
+    plan = _plan({"preset": "chatbot", "concurrency": 8}, **vllm)
+    files = render_artifacts(plan, ["command", "vllm-config"])
+    argv = checks.serve_argv(files["serve.sh"])
+    assert vllm_flags.check_args(version, argv[3:]) == []
+    i = argv.index(flag)
+    assert argv[i + 1 : i + 5] == ["1", "2", "4", "8"] and argv.count(flag) == 1
+
+
 def test_validate_sizes_rejects_non_positive(chat) -> None:
     with pytest.raises(CaptureError):
         validate_sizes([0, 8], chat.engine, chat.resolved)

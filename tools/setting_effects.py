@@ -96,6 +96,8 @@ def _scalar_values(branch: dict[str, Any], default: Any) -> list[Any]:
     kind = branch.get("type")
     if kind == "boolean":
         return [True, False]
+    if kind == "array" and branch.get("items", {}).get("type") == "integer":
+        return [[1, 2, 4, 8]]  # e.g. cudagraph_capture_sizes
     if kind == "string" and STRINGS:
         return ["probe1"]  # a name most patterns accept (Kubernetes names, served names, images)
     if kind in ("integer", "number"):

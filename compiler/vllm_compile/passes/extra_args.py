@@ -450,10 +450,9 @@ def feature_groups(profile: Profile, version: str) -> list[list[str]]:
                 json.dumps(v.mm_processor_kwargs, sort_keys=True, separators=(",", ":")),
             ]
         )
-    if v.cudagraph_capture_sizes:
-        flag = vllm_flags.resolve_flag(vllm_flags.flag_set(version), "--cudagraph-capture-sizes")
-        if flag is not None:
-            groups.append([flag.name, *(str(x) for x in v.cudagraph_capture_sizes)])
+    # vllm.cudagraph_capture_sizes is not a feature flag: the capture-size pass decides the engine's
+    # sizes (the user's, validated) and the artifacts emit them as a setting (facts/vllm_flags.py
+    # SETTING_FLAGS); a copy in extra_args would collide with it.
     if v.kv_transfer is not None or v.kv_offload is not None:
         # --kv-transfer-config / --kv-offloading-* (passes/kv_transfer.py)
         from .kv_transfer import flag_groups
@@ -491,7 +490,6 @@ def with_feature_flags(profile: Profile, version: str, *, only: tuple[str, ...] 
                         **keep,
                         "limit_mm_per_prompt": None,
                         "mm_processor_kwargs": None,
-                        "cudagraph_capture_sizes": None,
                         "kv_transfer": None,
                         "kv_offload": None,
                     }
