@@ -1,19 +1,22 @@
 """Does every profile setting do something? (the mission: the planner never ignores a setting silently)
 
     python tools/setting_effects.py              # a table of every probed leaf of the profile schema
-    python tools/setting_effects.py --silent     # only the settings that changed nothing
+    python tools/setting_effects.py --silent     # only the settings silent on every base
+    python tools/setting_effects.py --bundled    # the bundled profiles/ as the bases (~3 min)
+    python tools/setting_effects.py --strings    # free-text leaves too (value "probe1")
 
-Each leaf of `schemas/profile.v1.schema.json` gets a value other than its default (another enum member,
-the other boolean, a number inside its bounds...), set alone on a base profile. The profile is planned
-and rendered in-process and compared with the base: the lock without its echo of the inputs, every
-artifact but the charts, and the diagnostics. A setting whose value changes none of them, with no
-warning, is SILENT: the planner ignores it without saying so. A value the compiler refuses (alone it
-may need its siblings) is INVALID, which is not silent either. Strings, lists and maps (names, paths,
-extra_args, env) are not probed: they reach the artifacts, which tests/test_render.py and the consumer
-checks read.
+Each leaf of `schemas/profile.v1.schema.json` gets a value other than what the base has (another enum
+member, the other boolean, a number inside its bounds, [1, 2, 4, 8] for an integer list), set alone
+on a base profile with the siblings its section needs (CONTEXT). The profile is planned and rendered
+in-process and compared with the same base and context: the lock without its echo of the inputs
+(warnings included) and every artifact but the charts. A value that changes none of them is SILENT:
+the planner ignores it without saying so. A value the compiler refuses is INVALID, which is not
+silent either. Maps and lists of strings (env, extra_args, tolerations) are not probed: they reach
+the artifacts, which tests/test_render.py and the consumer checks read.
 
-tests/test_setting_effects.py runs the same probe over the bundled bases and fails on a SILENT leaf that
-is not on its list of settings that only matter in another context.
+tests/test_setting_effects.py runs the probe over BASES and fails on a SILENT leaf that is not on its
+list of settings that only matter in another context, and on a setting refused for a flag the user
+did not write.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "schemas" / "profile.v1.schema.json"
 
-# Base profiles the probe starts from: a dense model on one GPU, an MoE at TP2, a wide-EP MoE.
+# Base profiles the probe starts from: a dense model on one GPU and an MoE at TP2.
 BASES: dict[str, dict[str, Any]] = {
     "dense": {
         "profile_version": 1,
