@@ -248,7 +248,8 @@ def _render_roles(plan: Plan, targets: list[str]) -> dict[str, str]:
     proxy = render_template("pd-proxy.py.j2", **common)
     if "compose" in targets or "k8s" in targets:
         out["pd-proxy.py"] = proxy
-    if "compose" in targets:
+    misfit = pd.compose_misfit(plan, ctxs) if "compose" in targets else None
+    if "compose" in targets and misfit is None:
         data = pd.compose_file(plan, ctxs)
         port = ctxs["decode"].port + 900
         out["docker-compose.yaml"] = render_template(
@@ -274,6 +275,8 @@ def _render_roles(plan: Plan, targets: list[str]) -> dict[str, str]:
     if "report" in targets:
         skipped = [t for t in targets if t not in ROLE_TARGETS]
         notes = [ROUTER_NOTES[router]] if "helm" in targets else []
+        if misfit is not None:  # as for an engine that spans nodes: that target is skipped, and said
+            notes.append(f"docker-compose.yaml not written: {misfit} (k8s/ and the chart values hold them)")
         if skipped:
             notes.append(
                 f"not generated for a `roles:` profile: {', '.join(skipped)} (the disaggregated artifacts are the "

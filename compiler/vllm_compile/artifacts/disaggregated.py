@@ -60,16 +60,21 @@ def _uses_nixl(plan: Plan) -> bool:
 # --- docker compose ------------------------------------------------------------------------------
 
 
-def compose_file(plan: Plan, ctxs: dict[str, Context]) -> dict[str, Any]:
+def compose_misfit(plan: Plan, ctxs: dict[str, Context]) -> str | None:
+    """Why the pools do not fit the one host a compose file runs on, or None when they do."""
     pre, dec = ctxs["prefill"], ctxs["decode"]
     gpus_needed = pre.gpus_per_replica * pre.replicas + dec.gpus_per_replica * dec.replicas
     per_node = vllm_flags.gpus_per_node(plan.roles["decode"])  # type: ignore[index]
     if gpus_needed > per_node:
-        raise RenderError(
-            f"docker-compose.yaml holds one node: the pools need {gpus_needed} GPUs, the node has {per_node}; "
-            "drop `compose` from deploy.targets or use fewer replicas",
-            ("deploy", "targets"),
-        )
+        return f"the pools need {gpus_needed} GPUs and one compose host has {per_node}"
+    return None
+
+
+def compose_file(plan: Plan, ctxs: dict[str, Context]) -> dict[str, Any]:
+    misfit = compose_misfit(plan, ctxs)
+    if misfit is not None:
+        raise RenderError(f"docker-compose.yaml holds one node: {misfit}", ("deploy", "targets"))
+    dec = ctxs["decode"]
     services: dict[str, Any] = {}
     next_gpu = 0
     backends: dict[str, list[str]] = {"prefill": [], "decode": []}
