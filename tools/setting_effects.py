@@ -4,6 +4,7 @@
     python tools/setting_effects.py --silent     # only the settings silent on every base
     python tools/setting_effects.py --bundled    # the bundled profiles/ as the bases (~3 min)
     python tools/setting_effects.py --strings    # free-text leaves too (value "probe1")
+    python tools/setting_effects.py --consumers  # each compiling probe's artifacts through their consumers
 
 Each leaf of `schemas/profile.v1.schema.json` gets a value other than what the base has (another enum
 member, the other boolean, a number inside its bounds, [1, 2, 4, 8] for an integer list), set alone
@@ -264,6 +265,35 @@ def silent_settings(rows: list[tuple[str, tuple[str, ...], Any, str, str]]) -> d
     return out
 
 
+def consumer_errors(data: dict[str, Any]) -> list[str]:
+    """What the artifacts' real consumers reject for this profile: each release's flag set (serve.sh),
+    compose-spec, the production-stack chart's schema and kubernetes-validate strict (the checks the
+    test suite uses, tests/fixtures/artifact_checks.py)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures import artifact_checks as checks
+
+    from vllm_compile.api import load_profile_dict, plan_resolved
+    from vllm_compile.facts import vllm_flags
+    from vllm_compile.render import render_artifacts
+    from vllm_compile.resolve import resolve
+
+    plan = plan_resolved(resolve(load_profile_dict(data), "probe"))
+    version = plan.resolved.vllm.version
+    errors: list[str] = []
+    for rel, text in render_artifacts(plan, TARGETS).items():
+        if rel.endswith("serve.sh"):
+            errors += [f"{rel}: {e}" for e in vllm_flags.check_args(version, checks.serve_argv(text)[3:])]
+        elif rel.endswith("docker-compose.yaml"):
+            errors += [f"{rel}: {e}" for e in checks.compose_errors(text)]
+        elif rel == "helm-values.yaml":
+            errors += [f"{rel}: {e}" for e in checks.helm_errors(text)]
+        elif rel.startswith("k8s/"):
+            for obj in checks.load_docs(text):
+                crd = obj["kind"] in ("LeaderWorkerSet", "InferenceService")
+                errors += [f"{rel}: {e}" for e in (checks.crd_errors(obj) if crd else checks.k8s_errors(obj))]
+    return errors
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -271,6 +301,11 @@ def main() -> None:
     parser.add_argument("--silent", action="store_true", help="only the settings silent on every base")
     parser.add_argument("--bundled", action="store_true", help="the bundled profiles/ as the bases")
     parser.add_argument("--strings", action="store_true", help='free-text leaves too (value "probe1")')
+    parser.add_argument(
+        "--consumers",
+        action="store_true",
+        help="check every compiling probe's artifacts with their consumers",
+    )
     args = parser.parse_args()
     global STRINGS
     STRINGS = args.strings
@@ -280,6 +315,21 @@ def main() -> None:
         from vllm_compile.profile.loader import load_profile
 
         bases = {p.stem: load_profile(p).data for p in sorted((ROOT / "profiles").glob("*.yaml"))}
+    if args.consumers:
+        schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+        checked, rejected = 0, 0
+        for name, base in bases.items():
+            for path, values in leaves(schema):
+                for value in values:
+                    data = _set(base, path, value)
+                    if signature(data)[0] != "ok":
+                        continue
+                    checked += 1
+                    if errors := consumer_errors(data):
+                        rejected += 1
+                        print(f"{name} {'.'.join(path)}={json.dumps(value)}: {'; '.join(errors[:3])}")
+        print(f"{checked} compiling probes, {rejected} with an artifact a consumer rejects")
+        return
     rows = run(bases)
     if args.silent:
         for path, values in silent_settings(rows).items():
